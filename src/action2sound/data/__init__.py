@@ -1,0 +1,22 @@
+"""Datasets as one clip table: readers (Ego4D-Sounds, EPIC-KITCHENS-100, a folder of videos) and neighbours."""
+
+from .manifest import (
+    SOURCES,
+    SPLITS,
+    TABLE_COLUMNS,
+    Clip,
+    ClipTable,
+    ReadReport,
+    assign_splits,
+    clean_narration,
+    mine_folder,
+    parse_timestamp,
+    read_ego4d_sounds,
+    read_epic_kitchens,
+)
+from .neighbours import Neighbours
+
+__all__ = [
+    "SOURCES", "SPLITS", "TABLE_COLUMNS", "Clip", "ClipTable", "Neighbours", "ReadReport", "assign_splits",
+    "clean_narration", "mine_folder", "parse_timestamp", "read_ego4d_sounds", "read_epic_kitchens",
+]
