@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ import torch
 from action2sound.config import preset
 from action2sound.convert import release as R
 from action2sound.convert.safe_load import Placeholder, load_torch_file
-from action2sound.convert.tables import Rule, apply_rules, ast_rules, forward_op, timesformer_rules
+from action2sound.convert.tables import Rule, apply_rules, ast_rules, forward_op, spacetime_rules
 from action2sound.errors import Action2SoundError
 from action2sound.weights import build_component
 
@@ -115,8 +116,7 @@ def test_tables_cover_every_reference_key_with_its_shape(reference):
     assert len(ldm) == len(ldm_shapes) - 1 == 695
     assert len(apply_rules(R.vae_table(PAPER), vae, R.target_shapes("vae", PAPER), "vae")) == 248
     av = {k: v for k, v in _meta(reference["av_pth"]).items() if k not in R.UNUSED_AV}
-    derived = set(R.timesformer_identity_keys(R.VIDEO_DST, 12)) | {"logit_scale"}
-    av_shapes = {k: s for k, s in R.target_shapes("av", PAPER).items() if k not in derived}
+    av_shapes = {k: s for k, s in R.target_shapes("av", PAPER).items() if k != "logit_scale"}
     assert len(apply_rules(R.av_rules(PAPER), av, av_shapes, "av")) == len(av_shapes)
     # The paper UNet: SPEC's 859.5 M parameters.
     unet = sum(math.prod(s) for k, s in ldm_shapes.items() if k.startswith("unet."))
@@ -172,9 +172,6 @@ def test_av_checkpoint_converts_intact_and_back_bit_exact(reference):
     av, extras = R.av_from_release(src, PAPER, "fake.pth")
     assert set(extras) == set(R.UNUSED_AV)
     want = expected_values(R.av_rules(PAPER), src)
-    for key in R.timesformer_identity_keys(R.VIDEO_DST, 12):
-        want[key] = torch.eye(768, dtype=torch.float16) if key.endswith("weight") else torch.zeros(768,
-                                                                                                    dtype=torch.float16)
     assert_loads_intact("av", av, want)
     back = R.av_to_release(av, PAPER, "ours", extras)
     assert set(back) == set(src)
@@ -222,9 +219,10 @@ def _reference_attention(x, w, b, proj_w, proj_b):
 
 
 def test_converted_attention_computes_what_the_fused_release_attention_computes():
-    from transformers import ASTConfig, TimesformerConfig
+    from transformers import ASTConfig
     from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogram_transformer import ASTAttention
-    from transformers.models.timesformer.modeling_timesformer import TimeSformerAttention
+
+    from action2sound.models.spacetime import DividedAttention
 
     g = torch.Generator().manual_seed(0)
     w, b = torch.randn(3 * D, D, generator=g), torch.randn(3 * D, generator=g)
@@ -242,11 +240,12 @@ def test_converted_attention_computes_what_the_fused_release_attention_computes(
 
     release = {"blocks.0.attn.qkv.weight": w, "blocks.0.attn.qkv.bias": b,
                "blocks.0.attn.proj.weight": pw, "blocks.0.attn.proj.bias": pb}
-    rules = [r for r in timesformer_rules("", "", 1) if r.src[0] in release]
+    rules = [r for r in spacetime_rules("", "", 1) if r.src[0] in release]
     ours = expected_values(rules, release)
-    tsf = TimeSformerAttention(TimesformerConfig(hidden_size=D, num_attention_heads=HEADS)).eval()
-    tsf.load_state_dict({k[len("encoder.layer.0.attention."):]: v for k, v in ours.items()}, strict=True)
-    torch.testing.assert_close(tsf(x)[0], want)
+    space = DividedAttention(D, HEADS).eval()
+    space.load_state_dict({k[len("blocks.0.space_attn."):]: v for k, v in ours.items()}, strict=True)
+    # One frame: the spatial attention of [CLS, patches] is plain attention over all of them.
+    torch.testing.assert_close(space(x, frames=1, axis="space"), want)
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -264,6 +263,11 @@ def test_wrong_shape_extra_key_and_missing_key_fail_naming_the_key(reference):
     del bad["module.vid_proj.bias"]
     with pytest.raises(Action2SoundError, match=r"missing key 'module\.vid_proj\.bias'"):
         R.av_from_release(bad, PAPER, "av.pth")
+    tsf = dataclasses.replace(PAPER, av=dataclasses.replace(PAPER.av, video_arch="timesformer"))
+    with pytest.raises(Action2SoundError, match=r"av\.pth: .*Frozen-in-Time.*'timesformer'.*video_arch=frozen_in_time"):
+        R.av_from_release(av, tsf, "av.pth")
+    with pytest.raises(Action2SoundError, match=r"ours: .*Frozen-in-Time.*'timesformer'"):
+        R.av_to_release({}, tsf, "ours")
     ldm = {k: v for k, v in _meta(reference["ldm_checkpoint"]).items() if k not in R.SCHEDULE_BUFFERS}
     ldm.update(diffusers_schedule(PAPER.diffusion))
     ldm["model.diffusion_model.output_blocks.3.1.proj_out.weight"] = torch.empty(1280, 1280, 3, 3, device="meta")
@@ -333,12 +337,12 @@ TINY = preset("tiny")
 
 def release_like_files(tmp_path: Path, p=TINY, seed: int = 0) -> tuple[Path, Path, dict, dict]:
     """Random float32 release-layout checkpoints for preset p: (ldm.ckpt, av.pth, their state dicts)."""
-    def meta_state(component):
+    def meta_state(component, p=p):
         return {k: torch.empty(s, device="meta") for k, s in R.target_shapes(component, p).items()}
 
     shapes = R._release_shapes(R.ldm_rules(p), meta_state("ldm"))
     shapes.update(R._release_shapes(R.vae_table(p), meta_state("vae")))
-    av_shapes = R._release_shapes(R.av_rules(p), meta_state("av"))
+    av_shapes = R._release_shapes(R.av_rules(p), meta_state("av", R.release_preset(p)))
     av_shapes.update({k: (1000, p.av.video_hidden) if k.endswith("weight") else (1000,) for k in R.UNUSED_AV})
     g = torch.Generator().manual_seed(seed)
     ldm = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
@@ -361,6 +365,8 @@ def test_cli_convert_loads_strictly_and_exports_back_bit_exact(tmp_path, capsys)
                  "--preset", "tiny"]) == 0
     md = load_model_dir(out)  # strict, hash-checked
     assert md.vocoder_kind == "griffinlim"
+    # tiny's own video tower is transformers' TimeSformer; the release's weights get the release's architecture.
+    assert TINY.av.video_arch == "timesformer" and md.preset.av.video_arch == "frozen_in_time"
     rest, vae_src, _ = R._split_ldm(ldm_src)
     for module, rules, src in ((md.ldm, R.ldm_rules(TINY), rest), (md.vae, R.vae_table(TINY), vae_src),
                                (md.av, R.av_rules(TINY), av_src)):

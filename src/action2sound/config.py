@@ -13,6 +13,9 @@ from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# "frozen_in_time": Frozen-in-Time's SpaceTimeTransformer (models/spacetime.py), the release's video backbone;
+# "timesformer": transformers' TimesformerModel (TimeSformer's own divided attention).
+VIDEO_ARCHS = ("frozen_in_time", "timesformer")
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,11 @@ class VideoConfig:
 
 @dataclass(frozen=True)
 class AVConfig:
-    """The audio-visual contrastive model: a TimeSformer video tower, an AST audio tower, a shared embedding."""
+    """The audio-visual contrastive model: a space-time video tower, an AST audio tower, a shared embedding."""
 
-    # Video tower (TimeSformer, divided space-time attention); frame count and size come from VideoConfig.
+    # Video tower (divided space-time attention, one of VIDEO_ARCHS); frame count and size come from VideoConfig.
+    # The paper's is Frozen-in-Time's (the weights of av.pth compute the release's features only with it).
+    video_arch: str = "frozen_in_time"
     video_patch: int = 16
     video_hidden: int = 768
     video_layers: int = 12
@@ -323,7 +328,7 @@ def _tuplify(value: Any) -> Any:
 _TINY = Preset(
     "tiny", UNIVERSAL22K_AUDIO, VideoConfig(num_frames=4, size=32),
     av=AVConfig(
-        video_patch=8, video_hidden=32, video_layers=2, video_heads=2, video_mlp=64,
+        video_arch="timesformer", video_patch=8, video_hidden=32, video_layers=2, video_heads=2, video_mlp=64,
         audio_input="mel", input_mean=0.5, input_std=0.25, audio_patch=16, audio_fstride=16, audio_tstride=16,
         audio_hidden=32, audio_layers=2, audio_heads=2, audio_mlp=64, embed_dim=32,
     ),
@@ -346,7 +351,7 @@ _TINY = Preset(
 _SMALL = Preset(
     "small", UNIVERSAL22K_AUDIO, VideoConfig(num_frames=8, size=64),
     av=AVConfig(
-        video_patch=16, video_hidden=192, video_layers=4, video_heads=3, video_mlp=768,
+        video_arch="timesformer", video_patch=16, video_hidden=192, video_layers=4, video_heads=3, video_mlp=768,
         audio_input="mel", input_mean=0.5, input_std=0.25, audio_patch=16, audio_fstride=16, audio_tstride=16,
         audio_hidden=192, audio_layers=4, audio_heads=3, audio_mlp=768, embed_dim=128,
     ),

@@ -5,8 +5,8 @@ Release files (key names and shapes: `tests/data/original_checkpoint_keys.json`)
   `model.diffusion_model.*` (CompVis UNet), `first_stage_model.*` (CompVis AutoencoderKL),
   `cond_stage_model.*` (video tokens: Linear `embedder.0` + `pos_emb`), `audio_cond_encoder.*` (audio tokens:
   MLP `linear.0`, GELU, `linear.2` + `pos_emb`), `audio_zero_embed` and twelve DDPM schedule buffers;
-- `av.pth`, `state_dict` with DataParallel `module.` names: `video_model.*` (Frozen-in-Time TimeSformer),
-  `audio_model.*` (AST with `mlp_head`), `vid_proj` (Linear 768 -> 256).
+- `av.pth`, `state_dict` with DataParallel `module.` names: `video_model.*` (Frozen-in-Time's
+  SpaceTimeTransformer), `audio_model.*` (AST with `mlp_head`), `vid_proj` (Linear 768 -> 256).
 
 Decisions (each also logged when it applies):
 - Schedule buffers are not loaded: they are recomputed from our DiffusionConfig with the CompVis formulas and
@@ -21,16 +21,12 @@ Decisions (each also logged when it applies):
 - Audio null: the release's `audio_zero_embed` [1, 24, 768] (its "no audio" tokens) -> `null_audio`.
 - Release tensors our modules have no place for (the video model's and AST's classification heads) are kept
   in the model directory's `release_extras.safetensors`, so `export_original` restores them bit-exactly.
-- Our tensors the release lacks: TimeSformer `temporal_dense` (transformers applies a Linear after temporal
-  attention, Frozen-in-Time does not) is set to the identity; the AV model's `logit_scale` (not in av.pth)
-  gets our initial temperature. `export_original` checks the first and drops both.
-
-Known gap (not a key problem): the release's video model is Frozen-in-Time's SpaceTimeTransformer, and
-transformers' TimesformerModel computes a different function with the same weights: Frozen-in-Time lets the
-CLS token attend to, and be attended by, every token in both attentions (transformers leaves it out of the
-temporal attention and averages per-frame copies in the spatial one), and its block output is
-`x + space(...)`, dropping the temporal residual that transformers keeps. Every weight arrives intact, but the
-video features, and so the sounds, differ from the release's until the video tower offers that variant.
+- The video model: our `video_arch="frozen_in_time"` tower (`models/spacetime.py`) computes exactly what the
+  release's does. transformers' TimesformerModel would compute another function with the same weights, so a
+  model directory converted with `--av` always records that architecture, whatever the preset says (tiny and
+  small default to "timesformer"), and an AV model of another architecture cannot be exported to av.pth.
+- Our tensor the release lacks: the AV model's `logit_scale` (not in av.pth) gets our initial temperature;
+  `export_original` drops it.
 """
 
 from __future__ import annotations
@@ -49,7 +45,7 @@ from ..config import DiffusionConfig, Preset, preset as get_preset
 from ..errors import Action2SoundError
 from .safe_load import load_torch_file, state_dict_of
 from .tables import (
-    Rule, apply_rules, ast_rules, copy, inverse_op, timesformer_identity_keys, timesformer_rules, unet_rules, vae_rules,
+    Rule, apply_rules, ast_rules, copy, inverse_op, spacetime_rules, unet_rules, vae_rules,
 )
 
 log = logging.getLogger(__name__)
@@ -57,7 +53,7 @@ log = logging.getLogger(__name__)
 UNET_SRC, VAE_SRC = "model.diffusion_model.", "first_stage_model."
 VIDEO_SRC, AUDIO_SRC = "module.video_model.", "module.audio_model."
 UNET_DST, COND_DST = "unet.", "conditioner."
-VIDEO_DST, AUDIO_DST = "video_tower.timesformer.", "audio_tower.ast."
+VIDEO_DST, AUDIO_DST = "video_tower.spacetime.", "audio_tower.ast."
 EMA_PREFIX = "model_ema."
 # LitEma's own bookkeeping buffers, not weights.
 EMA_META = ("model_ema.decay", "model_ema.num_updates")
@@ -74,6 +70,7 @@ UNUSED_AV = tuple(f"{p}.{n}" for p in (f"{VIDEO_SRC}head", f"{AUDIO_SRC}v.head",
 SD_IGNORED_PREFIXES = ("cond_stage_model.", "first_stage_model.loss.", "logvar")
 EXTRAS_FILE = "release_extras.safetensors"
 VIDEO_NULLS = ("training", "zeros")
+RELEASE_VIDEO_ARCH = "frozen_in_time"
 
 
 # ------------------------------------------------------------------------------------------- key tables
@@ -100,12 +97,29 @@ def vae_table(p: Preset) -> list[Rule]:
 
 def av_rules(p: Preset) -> list[Rule]:
     """Release av.pth (without its unused heads) -> our AVModel state dict."""
-    rules = timesformer_rules(VIDEO_SRC, VIDEO_DST, p.av.video_layers)
+    rules = spacetime_rules(VIDEO_SRC, VIDEO_DST, p.av.video_layers)
     rules += ast_rules(f"{AUDIO_SRC}v.", AUDIO_DST, p.av.audio_layers)
     rules += [copy(f"{AUDIO_SRC}mlp_head.0.{n}", f"audio_proj.0.{n}") for n in ("weight", "bias")]
     rules += [copy(f"{AUDIO_SRC}mlp_head.1.{n}", f"audio_proj.1.{n}") for n in ("weight", "bias")]
     rules += [copy(f"module.vid_proj.{n}", f"video_proj.{n}") for n in ("weight", "bias")]
     return rules
+
+
+def release_preset(p: Preset) -> Preset:
+    """p with the release's video architecture (Frozen-in-Time), the only one av.pth's weights are meant for."""
+    if p.av.video_arch == RELEASE_VIDEO_ARCH:
+        return p
+    log.info("preset %s: av.video_arch %r -> %r, the release's video model", p.name, p.av.video_arch,
+             RELEASE_VIDEO_ARCH)
+    return dataclasses.replace(p, av=dataclasses.replace(p.av, video_arch=RELEASE_VIDEO_ARCH))
+
+
+def _check_video_arch(p: Preset, where: str) -> None:
+    if p.av.video_arch != RELEASE_VIDEO_ARCH:
+        raise Action2SoundError(
+            f"{where}: the release's video model is Frozen-in-Time's, but this preset's av.video_arch is "
+            f"{p.av.video_arch!r}, which computes another function with the same weights; use "
+            f"av.video_arch={RELEASE_VIDEO_ARCH} (`release_preset`)")
 
 
 # ------------------------------------------------------------------------------------- target shapes
@@ -250,15 +264,9 @@ def av_from_release(sd: Mapping[str, torch.Tensor], p: Preset, where: str
     if missing:
         raise Action2SoundError(f"{where}: missing key {missing[0]!r}; is this the release's av.pth?")
     rest = {k: v for k, v in sd.items() if k not in extras}
+    _check_video_arch(p, where)
     shapes = target_shapes("av", p)
-    identity = timesformer_identity_keys(VIDEO_DST, p.av.video_layers)
-    derived = set(identity) | {"logit_scale"}
-    av = apply_rules(av_rules(p), rest, {k: s for k, s in shapes.items() if k not in derived}, where)
-    dtype = av[f"{VIDEO_DST}layernorm.weight"].dtype
-    dim = p.av.video_hidden
-    for key in identity:
-        # transformers' temporal_dense after the temporal attention; Frozen-in-Time has none: identity.
-        av[key] = torch.eye(dim, dtype=dtype) if key.endswith("weight") else torch.zeros(dim, dtype=dtype)
+    av = apply_rules(av_rules(p), rest, {k: s for k, s in shapes.items() if k != "logit_scale"}, where)
     # av.pth holds no temperature; retrieval ranks by cosine, which does not need one.
     av["logit_scale"] = torch.tensor(math.log(1.0 / p.av.init_temperature), dtype=torch.float32)
     return av, extras
@@ -291,14 +299,8 @@ def ldm_to_release(ldm: Mapping[str, torch.Tensor], vae: Mapping[str, torch.Tens
 def av_to_release(av: Mapping[str, torch.Tensor], p: Preset, where: str,
                   extras: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Our av tensors (+ the kept unused release tensors) -> the release av.pth state dict."""
-    identity = timesformer_identity_keys(VIDEO_DST, p.av.video_layers)
-    for key in identity:
-        t = av[key]
-        want = torch.eye(t.shape[0], dtype=t.dtype) if key.endswith("weight") else torch.zeros_like(t)
-        if not torch.equal(t, want):
-            raise Action2SoundError(f"{where}: {key!r} is not the identity; the release's video model has no "
-                                    "such layer, so this AV model cannot be written in its layout")
-    rest = {k: v for k, v in av.items() if k not in identity and k != "logit_scale"}
+    _check_video_arch(p, where)
+    rest = {k: v for k, v in av.items() if k != "logit_scale"}
     rules = av_rules(p)
     out = apply_rules(rules, rest, _release_shapes(rules, rest), where, inverse=True)
     extras = dict(extras or {})
@@ -428,6 +430,8 @@ def convert(
     and VAE come from Stable Diffusion (conditioning tokens initialised from `seed`), as the paper started.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
+    if av is not None:
+        p = release_preset(p)
     if (ldm_ckpt is None) == (sd is None):
         raise Action2SoundError("give --ldm-ckpt (the release's trained model) or --sd (a Stable Diffusion v1 "
                                 "checkpoint to start from), exactly one of them")

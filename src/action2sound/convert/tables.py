@@ -190,37 +190,32 @@ def vae_rules(src: str, dst: str, channels: tuple[int, ...], layers_per_block: i
 
 
 # --------------------------------------------------------------------------------------- the video model
-# The release's video model is Frozen-in-Time's SpaceTimeTransformer (EgoVLP): per block norm3 -> timeattn
-# (fused qkv, proj), norm1 -> attn (fused qkv, proj), norm2 -> mlp; a spatial `pos_embed` over cls + patches
-# and a `temporal_embed` per frame. transformers' TimesformerModel keeps the fused qkv too (read the same way,
-# (q|k|v, head, head_dim)), so the qkv tensors copy unchanged. It also has a `temporal_dense` Linear after
-# the temporal attention that the release lacks: it is set to the identity (see `TIMESFORMER_IDENTITY`).
+# The release's video model is Frozen-in-Time's SpaceTimeTransformer (EgoVLP), which our
+# `models.spacetime.SpaceTimeTransformer` computes exactly (VideoTower with video_arch="frozen_in_time"). Only
+# the names differ: per block norm3 -> time_norm, timeattn -> time_attn, norm1 -> space_norm, attn -> space_attn,
+# norm2 -> mlp_norm; temporal_embed -> time_embed, patch_embed.proj -> patch_embed. Shapes are the same, and the
+# fused qkv stays fused: both read its rows as (q|k|v, head, head_dim).
 
 
-def timesformer_rules(src: str, dst: str, layers: int) -> list[Rule]:
-    """Release video_model (prefix `src`) -> transformers TimesformerModel (`dst`)."""
-    rules = [copy(f"{src}cls_token", f"{dst}embeddings.cls_token"),
-             copy(f"{src}pos_embed", f"{dst}embeddings.position_embeddings"),
-             copy(f"{src}temporal_embed", f"{dst}embeddings.time_embeddings")]
-    rules += _params(f"{src}patch_embed.proj", f"{dst}embeddings.patch_embeddings.projection")
+def spacetime_rules(src: str, dst: str, layers: int) -> list[Rule]:
+    """Release video_model (prefix `src`) -> our SpaceTimeTransformer (`dst`)."""
+    rules = [copy(f"{src}cls_token", f"{dst}cls_token"),
+             copy(f"{src}pos_embed", f"{dst}pos_embed"),
+             copy(f"{src}temporal_embed", f"{dst}time_embed")]
+    rules += _params(f"{src}patch_embed.proj", f"{dst}patch_embed")
     for i in range(layers):
-        s, t = f"{src}blocks.{i}", f"{dst}encoder.layer.{i}"
-        rules += (_params(f"{s}.norm3", f"{t}.temporal_layernorm")
-                  + _params(f"{s}.timeattn.qkv", f"{t}.temporal_attention.attention.qkv")
-                  + _params(f"{s}.timeattn.proj", f"{t}.temporal_attention.output.dense")
-                  + _params(f"{s}.norm1", f"{t}.layernorm_before")
-                  + _params(f"{s}.attn.qkv", f"{t}.attention.attention.qkv")
-                  + _params(f"{s}.attn.proj", f"{t}.attention.output.dense")
-                  + _params(f"{s}.norm2", f"{t}.layernorm_after")
-                  + _params(f"{s}.mlp.fc1", f"{t}.intermediate.dense")
-                  + _params(f"{s}.mlp.fc2", f"{t}.output.dense"))
-    rules += _params(f"{src}norm", f"{dst}layernorm")
+        s, t = f"{src}blocks.{i}", f"{dst}blocks.{i}"
+        rules += (_params(f"{s}.norm3", f"{t}.time_norm")
+                  + _params(f"{s}.timeattn.qkv", f"{t}.time_attn.qkv")
+                  + _params(f"{s}.timeattn.proj", f"{t}.time_attn.proj")
+                  + _params(f"{s}.norm1", f"{t}.space_norm")
+                  + _params(f"{s}.attn.qkv", f"{t}.space_attn.qkv")
+                  + _params(f"{s}.attn.proj", f"{t}.space_attn.proj")
+                  + _params(f"{s}.norm2", f"{t}.mlp_norm")
+                  + _params(f"{s}.mlp.fc1", f"{t}.mlp.fc1")
+                  + _params(f"{s}.mlp.fc2", f"{t}.mlp.fc2"))
+    rules += _params(f"{src}norm", f"{dst}norm")
     return rules
-
-
-def timesformer_identity_keys(dst: str, layers: int) -> list[str]:
-    """Our TimeSformer parameters with no release counterpart: each layer's temporal_dense (set to identity)."""
-    return [f"{dst}encoder.layer.{i}.temporal_dense.{n}" for i in range(layers) for n in ("weight", "bias")]
 
 
 # --------------------------------------------------------------------------------------- the audio model

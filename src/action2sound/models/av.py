@@ -1,4 +1,4 @@
-"""The audio-visual contrastive model: TimeSformer video tower, AST audio tower, a shared embedding.
+"""The audio-visual contrastive model: space-time video tower, AST audio tower, a shared embedding.
 
 Its video tower is also the frozen backbone of the diffusion model: per frame, the patch tokens of the last
 layer are max-pooled into one vector ([T, D] per clip, SPEC §2). Retrieval compares the projected CLS video
@@ -23,8 +23,9 @@ from torch import nn
 from transformers import ASTConfig, ASTModel, TimesformerConfig, TimesformerModel
 from transformers.audio_utils import mel_filter_bank
 
-from ..config import AudioProfile, AVConfig, Preset, VideoConfig
+from ..config import VIDEO_ARCHS, AudioProfile, AVConfig, Preset, VideoConfig
 from ..errors import Action2SoundError
+from .spacetime import SpaceTimeTransformer
 
 # Kaldi's log floor: float32 epsilon.
 _KALDI_EPS = float(np.finfo(np.float32).eps)
@@ -104,33 +105,47 @@ def audio_input_shape(cfg: AVConfig, profile: AudioProfile) -> tuple[int, int]:
 
 
 class VideoTower(nn.Module):
-    """TimeSformer, divided space-time attention: frames [B, T, 3, H, W] -> (frame tokens [B, T, D], CLS [B, D])."""
+    """Divided space-time ViT: frames [B, T, 3, H, W] -> (frame tokens [B, T, D], CLS [B, D]).
+
+    `AVConfig.video_arch` picks the backbone: "frozen_in_time" (`spacetime.SpaceTimeTransformer`, the release's,
+    held as `spacetime`) or "timesformer" (transformers' TimesformerModel, held as `timesformer`).
+    """
 
     def __init__(self, cfg: AVConfig, video: VideoConfig):
         super().__init__()
         if video.size % cfg.video_patch:
             raise Action2SoundError(f"video size {video.size} is not a multiple of the patch {cfg.video_patch}")
+        self.arch = cfg.video_arch
+        self.hidden_size = cfg.video_hidden
         self.num_frames = video.num_frames
         self.num_patches = (video.size // cfg.video_patch) ** 2
-        self.timesformer = TimesformerModel(TimesformerConfig(
-            image_size=video.size, patch_size=cfg.video_patch, num_channels=3, num_frames=video.num_frames,
-            hidden_size=cfg.video_hidden, num_hidden_layers=cfg.video_layers,
-            num_attention_heads=cfg.video_heads, intermediate_size=cfg.video_mlp,
-            attention_type="divided_space_time", layer_norm_eps=1e-6,
-        ))
-
-    @property
-    def hidden_size(self) -> int:
-        return self.timesformer.config.hidden_size
+        if self.arch == "frozen_in_time":
+            self.spacetime = SpaceTimeTransformer(
+                num_frames=video.num_frames, image_size=video.size, patch_size=cfg.video_patch,
+                dim=cfg.video_hidden, depth=cfg.video_layers, heads=cfg.video_heads, mlp_dim=cfg.video_mlp,
+            )
+        elif self.arch == "timesformer":
+            self.timesformer = TimesformerModel(TimesformerConfig(
+                image_size=video.size, patch_size=cfg.video_patch, num_channels=3, num_frames=video.num_frames,
+                hidden_size=cfg.video_hidden, num_hidden_layers=cfg.video_layers,
+                num_attention_heads=cfg.video_heads, intermediate_size=cfg.video_mlp,
+                attention_type="divided_space_time", layer_norm_eps=1e-6,
+            ))
+        else:
+            raise Action2SoundError(f"AVConfig.video_arch must be one of {VIDEO_ARCHS}, got {self.arch!r}")
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixels [B, T, 3, H, W] (ImageNet-normalised) -> (frame tokens [B, T, D], CLS [B, D])."""
         if pixels.ndim != 5 or pixels.shape[1] != self.num_frames:
             raise ValueError(f"video tower expects [B, {self.num_frames}, 3, H, W], got {tuple(pixels.shape)}")
+        if self.arch == "frozen_in_time":
+            hidden = self.spacetime(pixels)  # [B, 1 + T*N, D]
+            # Frozen-in-Time orders the space-time tokens frame-major, patch-minor: [T, N].
+            patches = hidden[:, 1:].unflatten(1, (self.num_frames, self.num_patches))  # [B, T, N, D]
+            return patches.amax(dim=2), hidden[:, 0]
         hidden = self.timesformer(pixel_values=pixels).last_hidden_state  # [B, 1 + N*T, D]
-        batch, _, dim = hidden.shape
         # transformers orders the space-time tokens patch-major, frame-minor: [N, T].
-        patches = hidden[:, 1:].reshape(batch, self.num_patches, self.num_frames, dim)
+        patches = hidden[:, 1:].unflatten(1, (self.num_patches, self.num_frames))  # [B, N, T, D]
         return patches.amax(dim=1), hidden[:, 0]
 
 

@@ -1,0 +1,766 @@
+"""Generation: the sound of any video, window by window, with the ambient chosen by the audio condition.
+
+`Pipeline.generate` is the inference path, in numbered steps:
+
+1. probe each video and read the frames of every model window (any container, codec, variable frame rate,
+   rotation; the timeline of `media`: t = 0 is the first frame);
+2. run the video tower once per window: per-frame tokens (the video condition) and the video embedding
+   (the retrieval query);
+3. choose the first window's audio condition (`ambient`):
+   - ``retrieved``: the clip whose *audio* embedding is closest to the query video's embedding (SPEC §1, §2),
+     skipping the input's own long video when the input is one of the indexed clips (matched by id);
+   - ``quiet``: the visually closest clip among the index's lowest-ambient ones;
+   - a PATH: one window of that file's audio from ``ambient_offset`` s, mel -> VAE posterior mean;
+   - ``none``: the learned null audio condition.
+   A clip's latent comes from the pre-encoded store when the index points to one, else from its audio;
+4. sample each window's latent with separate video and audio guidance (`sampling.guided`, the guided passes
+   in one batched call); windows after the first take the previous window's generated latent as their audio
+   condition, so the ambient carries across seams (not for ``none``, whose windows are independent);
+5. VAE decode -> mel -> vocoder (the model directory's HiFi-GAN, or Griffin-Lim with a warning) -> waves;
+6. assemble: overlapping windows joined by equal-power cross-fades, trimmed to the video's exact length.
+
+The output has exactly round(duration * sample_rate) samples, where duration is the video stream's length
+as `media.mux_audio` measures it, so the muxed track ends with the picture.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import Preset
+from .errors import Action2SoundError
+
+AMBIENT_MODES = ("retrieved", "quiet", "none")
+SAMPLERS = ("dpm", "ddim")
+AUDIO_FORMATS = ("wav", "flac")
+KEEP_AUDIO = ("replace", "mix", "add")
+PRECISIONS = ("fp32", "bf16")
+SOURCE_JSON = "source.json"  # beside an index built from a store: where that store is
+INDEX_DIRNAME = "index"  # a model directory may carry its retrieval index in this sub-folder
+
+
+# ============================================================================================== settings
+@dataclass(frozen=True)
+class GenerateOptions:
+    """Every setting of one generation call (None: the model preset's default)."""
+
+    ambient: str = "retrieved"  # "retrieved" | "quiet" | "none" | path of an audio or video file
+    ambient_offset: float = 0.0  # seconds into the ambient file
+    seed: int = 0
+    steps: int | None = None
+    sampler: str | None = None  # "dpm" (DPM-Solver++ 2M) | "ddim"
+    # Guidance (sampling.guided): out = full + (w_v - 1)(full - null_video) + (w_a - 1)(full - null_audio).
+    # The total w_v + w_a - 1 defaults to the preset's guidance scale, all of it on the video (the paper: w_a
+    # = 1 keeps the audio condition unguided). w_a > 1 pushes the ambient towards the condition's.
+    video_guidance: float | None = None
+    audio_guidance: float | None = None
+    overlap: float = 0.5  # seconds two consecutive windows share (the cross-fade lies inside it)
+    batch_size: int = 8  # windows per network call
+    quiet_quantile: float = 0.1  # `quiet` chooses among this fraction of the index, lowest ambient first
+    exclude_own_video: bool = True  # retrieval skips the input's own long video when it is an indexed clip
+    # "bf16" runs the video tower, UNet and vocoder under bfloat16 autocast (the VAE stays fp32): on a CPU with
+    # AVX512-BF16 the universal HiFi-GAN takes half the time, at about -27 dB of added error.
+    precision: str = "fp32"
+
+    def resolved(self, preset: Preset) -> GenerateOptions:
+        """These options with the preset's defaults filled in and every value checked."""
+        d = preset.diffusion
+        o = replace(
+            self,
+            steps=d.sample_steps if self.steps is None else int(self.steps),
+            sampler=d.sampler if self.sampler is None else self.sampler,
+            video_guidance=d.guidance_scale if self.video_guidance is None else float(self.video_guidance),
+            audio_guidance=1.0 if self.audio_guidance is None else float(self.audio_guidance),
+        )
+        if o.sampler not in SAMPLERS:
+            raise Action2SoundError(f"unknown sampler {o.sampler!r}; use one of {', '.join(SAMPLERS)}")
+        if o.steps < 1:
+            raise Action2SoundError(f"steps must be at least 1, got {o.steps}")
+        if o.batch_size < 1:
+            raise Action2SoundError(f"batch size must be at least 1, got {o.batch_size}")
+        if o.overlap < 0 or o.ambient_offset < 0:
+            raise Action2SoundError(f"overlap and ambient offset must be >= 0, got {o.overlap} and {o.ambient_offset}")
+        if not 0.0 < o.quiet_quantile <= 1.0:
+            raise Action2SoundError(f"quiet quantile must be in (0, 1], got {o.quiet_quantile}")
+        window = preset.audio.num_samples / preset.audio.sample_rate
+        if o.overlap > window / 3:
+            raise Action2SoundError(f"overlap {o.overlap} s is more than a third of the {window:.2f} s model window; "
+                                    "use a smaller --overlap")
+        if o.precision not in PRECISIONS:
+            raise Action2SoundError(f"unknown precision {o.precision!r}; use one of {', '.join(PRECISIONS)}")
+        if not str(o.ambient):
+            raise Action2SoundError("ambient is empty; use retrieved, quiet, none or a file path")
+        return o
+
+
+# ============================================================================================== windows
+def window_length(preset: Preset) -> int:
+    """Output samples of one model window: the model's clip (3 s), whatever its vocoder yields.
+
+    The universal22k vocoder yields 258 x 256 = 66,048 of the clip's 66,150 samples; the last 4.6 ms are
+    zeros (inside the next window's cross-fade, or the end of a video). A 3 s video is one window.
+    """
+    return preset.audio.num_samples
+
+
+def plan_windows(total: int, length: int, overlap: int) -> list[int]:
+    """First output sample of each window covering [0, total) -> starts (increasing, last one ends at total).
+
+    Windows of `length` samples step by length - overlap; the last is moved back to end exactly at `total`
+    (overlapping its predecessor by more), so no window reaches past the video. A video shorter than one
+    window gets one window (its frames past the end hold the last frame; the sound is trimmed).
+    """
+    if total <= length:
+        return [0]
+    hop = length - overlap
+    n = math.ceil((total - length) / hop) + 1
+    return [k * hop for k in range(n - 1)] + [total - length]
+
+
+def window_gains(starts: Sequence[int], length: int, fade: int) -> list[np.ndarray]:
+    """Gain of each window over its own samples (float64 [length] each), equal-power cross-faded.
+
+    Consecutive windows cross-fade over `fade` samples (or their whole overlap, if shorter) centred in their
+    overlap: the earlier one by cos, the later by sin of (pi/2)(j + 1/2)/fade, so the gains' squares sum to
+    one at every sample and uncorrelated windows keep a constant total power across the seam.
+    """
+    n = len(starts)
+    gains = [np.ones(length) for _ in range(n)]
+    for k in range(n - 1):
+        a, b = starts[k], starts[k + 1]
+        ov = a + length - b
+        if ov <= 0:
+            raise Action2SoundError(f"windows {k} and {k + 1} do not overlap; internal planning error")
+        f = max(1, min(fade, ov))
+        seg = b + (ov - f) // 2  # first sample of the fade, absolute
+        t = (np.arange(f) + 0.5) / f
+        g_out, g_in = np.cos(0.5 * np.pi * t), np.sin(0.5 * np.pi * t)
+        lo = seg - a  # position of the fade inside window k
+        gains[k][lo : lo + f] *= g_out
+        gains[k][lo + f :] = 0.0
+        lo = seg - b  # inside window k + 1
+        gains[k + 1][:lo] = 0.0
+        gains[k + 1][lo : lo + f] *= g_in
+    return gains
+
+
+def assemble_windows(waves: Sequence[np.ndarray], starts: Sequence[int], total: int, fade: int) -> np.ndarray:
+    """Place window waves [length] at their starts with equal-power cross-fades -> float32 [total]."""
+    length = len(waves[0])
+    out = np.zeros(max(total, starts[-1] + length), dtype=np.float64)
+    for s, w, g in zip(starts, waves, window_gains(starts, length, fade)):
+        out[s : s + length] += g * np.asarray(w, dtype=np.float64)
+    return out[:total].astype(np.float32)
+
+
+# ============================================================================================== media helpers
+def video_duration(path: str | os.PathLike) -> float:
+    """Seconds of the first video stream, measured as `media.mux_audio` does (stream duration, else packets)."""
+    import av
+
+    from . import media
+
+    media.probe(path)  # every unreadable-file case becomes an Action2SoundError naming the file
+    try:
+        with av.open(os.fspath(path)) as c:
+            if not c.streams.video:
+                raise Action2SoundError(f"{os.fspath(path)}: has no video stream; generate needs a video "
+                                        "(for an audio file, use it as --ambient instead)")
+            vs = c.streams.video[0]
+            if vs.duration is not None and vs.time_base is not None:
+                return float(vs.duration * vs.time_base)
+            # mkv / webm / ts give no per-stream duration: the last frame's end minus the first frame's start.
+            rate = vs.average_rate or vs.guessed_rate or 25
+            first, end = math.inf, -math.inf
+            for pkt in c.demux(vs):
+                if pkt.pts is None:
+                    continue
+                t = float(pkt.pts * pkt.time_base)
+                shown = float(pkt.duration * pkt.time_base) if pkt.duration else 1.0 / float(rate)
+                first, end = min(first, t), max(end, t + shown)
+            if not math.isfinite(end):
+                raise Action2SoundError(f"{os.fspath(path)}: its video stream has no timestamps; remux it (e.g. "
+                                        "to mp4) first")
+            start = float(vs.start_time * vs.time_base) if vs.start_time is not None else first
+            return end - start
+    except av.error.FFmpegError as exc:
+        raise Action2SoundError(f"{os.fspath(path)}: is truncated or corrupt ({exc.strerror}); re-export it") from None
+
+
+def _batched(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class _Clock:
+    """Accumulated wall-clock seconds per named step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+
+# ============================================================================================== model steps
+def sample_windows(
+    ldm: torch.nn.Module, video_tokens: torch.Tensor, audio_latents: list[torch.Tensor | None],
+    noise: torch.Tensor, options: GenerateOptions, preset: Preset,
+) -> torch.Tensor:
+    """Sample scaled latents [B, C, F, W] for B windows: video tokens [B, T, D], audio condition per window.
+
+    A None audio condition is the learned null. Separate video / audio guidance (`sampling.guided`); the
+    audio pass is skipped when no window of the batch has an audio condition (it would equal the full one).
+    """
+    from .sampling import guided, sample
+
+    b, dev = video_tokens.shape[0], video_tokens.device
+    has_audio = ldm.conditioner.audio is not None and any(a is not None for a in audio_latents)
+    audio, missing = None, None
+    if has_audio:
+        zeros = torch.zeros(preset.latent_shape, device=dev)
+        audio = torch.stack([a.to(dev) if a is not None else zeros for a in audio_latents])  # [B, C, F, W]
+        missing = torch.tensor([a is None for a in audio_latents], device=dev)
+    yes = torch.ones(b, dtype=torch.bool, device=dev)
+    full = ldm.context(video_tokens, audio, drop_audio=missing, batch_size=b)  # [B, L, ctx]
+    null_video = ldm.context(video_tokens, audio, drop_video=yes, drop_audio=missing, batch_size=b)
+    w_audio = options.audio_guidance if has_audio else 1.0
+    null_audio = ldm.context(video_tokens, audio, drop_audio=yes, batch_size=b) if w_audio != 1.0 else None
+    denoiser = guided(ldm, full, null_video, null_audio, options.video_guidance, w_audio)
+    return sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
+                  diffusion=preset.diffusion, device=dev)
+
+
+def latents_to_mels(vae: torch.nn.Module, z: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """Scaled latents [B, C, F, W] -> normalised mels [B, n_mels, num_frames] (real frames only)."""
+    from .models.vae import decode_latent
+
+    return decode_latent(vae, z, preset.audio.num_frames)
+
+
+def mels_to_waves(vocoder: torch.nn.Module | None, mel: torch.Tensor, preset: Preset, seed: int = 0) -> np.ndarray:
+    """Normalised mels [B, n_mels, num_frames] -> waves float32 [B, window_length] (HiFi-GAN, or Griffin-Lim)."""
+    from .mel import fit_wave, mel_to_vocoder_input, mel_to_wave_griffinlim
+
+    p, n = preset.audio, window_length(preset)
+    if vocoder is None:
+        waves = [fit_wave(mel_to_wave_griffinlim(m, p, seed=seed), p) for m in mel.float().cpu().numpy()]
+        return np.stack(waves)[:, :n].astype(np.float32)
+    from .models.vocoder import vocode
+
+    param = next(vocoder.parameters())
+    wave = vocode(vocoder, mel_to_vocoder_input(mel.to(param.device, param.dtype), p))  # [B, frames * hop]
+    wave = wave.float().cpu().numpy()
+    if wave.shape[-1] < n:
+        wave = np.pad(wave, ((0, 0), (0, n - wave.shape[-1])))
+    return wave[:, :n].astype(np.float32)
+
+
+# ============================================================================================== the index
+@dataclass
+class Retrieval:
+    """A loaded index, the folder it lives in, and the store its clips' latents can be read from (or None)."""
+
+    index: Any  # retrieval.AudioIndex
+    folder: Path
+    store: Any = None  # data.store.Store
+    _store_rows: dict[str, int] | None = field(default=None, repr=False)
+    _paths: np.ndarray | None = field(default=None, repr=False)
+
+    def media_path(self, row: int) -> Path:
+        """The clip's media file (index paths are relative to the index folder unless absolute)."""
+        p = Path(str(self.index.meta.media_path[row]))
+        return p if p.is_absolute() else self.folder / p
+
+    def store_row(self, row: int) -> int | None:
+        """The store row of index row `row` (by clip id), or None without a store or when it is not there."""
+        if self.store is None:
+            return None
+        cid = str(self.index.meta.clip_id[row])
+        if row < len(self.store.table) and self.store.table[row].clip_id == cid:
+            return row  # built from this store: same order
+        if self._store_rows is None:
+            self._store_rows = {c.clip_id: i for i, c in enumerate(self.store.table)}
+        return self._store_rows.get(cid)
+
+    def own_video(self, path: str | os.PathLike) -> str | None:
+        """The long-video id of an input that is one of the indexed clips (or their long video), else None.
+
+        Matched by id: the file's stem as a clip id or as a long-video id, or its path as an indexed media path.
+        """
+        meta = self.index.meta
+        stem = Path(path).stem
+        hit = np.flatnonzero(meta.clip_id == stem)
+        if hit.size:
+            return str(meta.video_id[hit[0]])
+        if meta.video_code(stem) >= 0:
+            return stem
+        if self._paths is None:
+            self._paths = np.array([os.path.normpath(str(self.media_path(i))) for i in range(len(meta))], dtype=object)
+        hit = np.flatnonzero(self._paths == os.path.normpath(str(Path(path).absolute())))
+        return str(meta.video_id[hit[0]]) if hit.size else None
+
+
+def load_retrieval(folder: str | os.PathLike, av_hash: str | None = None,
+                   preset: Preset | None = None) -> Retrieval:
+    """Load an index folder (and the store its source.json names, when it is there and fits the model)."""
+    from .retrieval import AudioIndex
+
+    folder = Path(folder)
+    index = AudioIndex.load(folder, expect_model_hash=av_hash or None)
+    store = None
+    src = folder / SOURCE_JSON
+    if src.is_file():
+        ref = Path(json.loads(src.read_text()).get("store", ""))
+        path = ref if ref.is_absolute() else folder / ref
+        if (path / "store.json").is_file():
+            from .data.store import Store
+
+            store = Store(path)
+            if preset is not None and (store.preset.vae != preset.vae or store.preset.audio != preset.audio):
+                warnings.warn(f"{path}: this store was encoded with another VAE or audio profile than the model; "
+                              "its latents are ignored and each retrieved clip's audio is read instead "
+                              "(re-run preencode with this model to speed this up)", stacklevel=2)
+                store = None
+    return Retrieval(index, folder, store)
+
+
+def build_index_from_store(store_dir: str | os.PathLike, model_dir: str | os.PathLike, out: str | os.PathLike,
+                           kind: str = "exact", nlist: int | None = None) -> Path:
+    """Index a store's clips (audio + video embeddings, ids, media, ambient levels) for a model -> the folder."""
+    from .data.store import Store
+    from .retrieval import AudioIndex, IndexMeta
+    from .weights import read_model_json
+
+    store = Store(store_dir)
+    manifest = read_model_json(model_dir)
+    from .config import preset_from_dict
+
+    preset = preset_from_dict(manifest["preset"])
+    if "av" not in manifest.get("files", {}):
+        raise Action2SoundError(f"{model_dir}: the model directory has no AV model; retrieval needs one")
+    if store.preset.av.embed_dim != preset.av.embed_dim or store.preset.video != preset.video:
+        raise Action2SoundError(f"store {store_dir} was encoded by another AV model than {model_dir}'s (embedding "
+                                f"{store.preset.av.embed_dim}-d vs {preset.av.embed_dim}-d, or another video "
+                                "config); re-run preencode with this model")
+    if store.preset.vae != preset.vae or store.preset.audio != preset.audio:
+        raise Action2SoundError(f"store {store_dir} was encoded with another VAE or audio profile than "
+                                f"{model_dir}'s; its latents cannot condition this model, re-run preencode with it")
+    out = Path(out)
+    table = store.table
+    meta = IndexMeta(
+        clip_id=[c.clip_id for c in table], video_id=[c.video_id for c in table],
+        # Relative to the index folder, so index and data can move together.
+        media_path=[os.path.relpath(os.path.abspath(c.media_path), os.path.abspath(out)) for c in table],
+        media_start=[c.media_start for c in table], media_end=[c.media_end for c in table],
+        ambient_db=store.column("ambient_db").astype(np.float64),
+    )
+    index = AudioIndex.build(store.column("audio_emb"), store.column("video_emb"), meta, kind=kind, nlist=nlist,
+                             model_hash=manifest["files"]["av"]["sha256"])
+    index.save(out)
+    (out / SOURCE_JSON).write_text(json.dumps(
+        {"store": os.path.relpath(os.path.abspath(store_dir), os.path.abspath(out))}, indent=1) + "\n")
+    return out
+
+
+# ============================================================================================== results
+@dataclass(frozen=True, eq=False)
+class GenerationResult:
+    """Generated audio for one video: float32 [samples] at sample_rate, and everything about how it was made."""
+
+    audio: np.ndarray
+    sample_rate: int
+    metadata: dict[str, Any]
+    video: Path | None = None  # the source video (for the muxed mp4 and the picture)
+
+    @property
+    def duration(self) -> float:
+        return self.audio.size / self.sample_rate
+
+    def save(self, out_dir: str | os.PathLike, name: str | None = None, format: str = "wav",
+             keep_original_audio: str = "replace", image: bool = True) -> dict[str, Path]:
+        """Write NAME.wav|flac, NAME.mp4 (the video with this track), NAME.png and NAME.json (last) -> paths."""
+        from . import media
+        from .render import render_png
+
+        if format not in AUDIO_FORMATS:
+            raise Action2SoundError(f"unknown audio format {format!r}; use one of {', '.join(AUDIO_FORMATS)}")
+        if keep_original_audio not in KEEP_AUDIO:
+            raise Action2SoundError(f"keep_original_audio must be one of {', '.join(KEEP_AUDIO)}, "
+                                    f"got {keep_original_audio!r}")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        name = name or (self.video.stem if self.video is not None else "generated")
+        t0 = time.perf_counter()
+        paths = {"audio": out / f"{name}.{format}"}
+        media.write_audio(paths["audio"], self.audio, self.sample_rate)
+        if self.video is not None:
+            paths["video"] = out / f"{name}.mp4"
+            media.mux_audio(self.video, self.audio, self.sample_rate, paths["video"], keep_original_audio)
+            if image:
+                paths["image"] = out / f"{name}.png"
+                render_png(paths["image"], self.video, self.audio, self.sample_rate,
+                           profile=self.metadata.get("model", {}).get("profile", "universal22k"),
+                           seams=[w["crossfade_centre"] for w in self.metadata.get("windows", [])[1:]],
+                           title=f"{self.video.name}: ambient {self.metadata['settings']['ambient']}")
+        meta = json.loads(json.dumps(self.metadata))  # a deep copy, JSON-clean
+        meta["outputs"] = {k: p.name for k, p in paths.items()}
+        meta["settings"]["format"] = format
+        meta["settings"]["keep_original_audio"] = keep_original_audio
+        meta["timings"]["save"] = round(time.perf_counter() - t0, 4)
+        paths["json"] = out / f"{name}.json"
+        tmp = paths["json"].with_name(f".{paths['json'].name}.partial")
+        tmp.write_text(json.dumps(meta, indent=1) + "\n")
+        tmp.replace(paths["json"])  # last: a NAME.json means every output of NAME is complete
+        return paths
+
+
+@dataclass
+class _Job:
+    """One input video on its way through generate()."""
+
+    slot: int
+    path: Path
+    duration: float
+    total: int  # output samples
+    starts: list[int]
+    info: dict[str, Any]
+    tokens: torch.Tensor  # [n_windows, T, D] on the device
+    query: np.ndarray  # [E] unit video embedding (mean over windows)
+    noise: torch.Tensor  # [n_windows, C, F, W] on the CPU
+    clock: _Clock
+    chained: bool = False
+    conds: list[torch.Tensor | None] = field(default_factory=list)
+    latents: list[torch.Tensor | None] = field(default_factory=list)
+    condition: dict[str, Any] = field(default_factory=dict)
+
+
+# ============================================================================================== the pipeline
+class Pipeline:
+    """The networks of a model directory on one device, plus an optional retrieval index; see `generate`."""
+
+    def __init__(self, preset: Preset, av: torch.nn.Module, vae: torch.nn.Module, ldm: torch.nn.Module,
+                 vocoder: torch.nn.Module | None, device: str | torch.device = "cpu",
+                 retrieval: Retrieval | None = None, model_info: dict[str, Any] | None = None):
+        if av is None:
+            raise Action2SoundError("the model has no AV model (video tower): generation needs one; export a run "
+                                    "that trained the av stage")
+        self.preset, self.device = preset, torch.device(device)
+        self.av, self.vae, self.ldm = av.to(self.device).eval(), vae.to(self.device).eval(), ldm.to(self.device).eval()
+        self.vocoder = vocoder.to(self.device).eval() if vocoder is not None else None
+        self.retrieval = retrieval
+        self.model_info = dict(model_info or {})
+
+    @property
+    def sample_rate(self) -> int:
+        return self.preset.audio.sample_rate
+
+    def _autocast(self, opts: GenerateOptions):
+        if opts.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    # ------------------------------------------------------------------------------------------- generate
+    @torch.no_grad()
+    def generate(self, videos: Sequence[str | os.PathLike], options: GenerateOptions = GenerateOptions()
+                 ) -> list[GenerationResult | Action2SoundError]:
+        """One result per video, in order: a GenerationResult, or the Action2SoundError that input raised."""
+        opts = options.resolved(self.preset)
+        results: list[GenerationResult | Action2SoundError | None] = [None] * len(videos)
+
+        # 1-2. Probe, read each window's frames, video tower -> tokens + embedding (a bad input fails alone).
+        jobs: list[_Job] = []
+        for slot, video in enumerate(videos):
+            try:
+                jobs.append(self._read_and_encode(slot, Path(video), opts))
+            except Exception as err:  # noqa: BLE001 - one bad input must not stop the batch
+                results[slot] = _as_user_error(video, err)
+
+        # 3. The audio condition of each first window.
+        for job, error in zip(list(jobs), self._choose_conditions(jobs, opts)):
+            if error is not None:
+                results[job.slot] = _as_user_error(job.path, error)
+                jobs.remove(job)
+
+        # 4. Sample every window; a chained window waits for its predecessor's latent.
+        self._sample(jobs, opts)
+
+        # 5-6. Decode, vocode, assemble.
+        for job in jobs:
+            results[job.slot] = self._finish(job, opts)
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------------------------------- step 1-2
+    @torch.no_grad()
+    def _read_and_encode(self, slot: int, path: Path, opts: GenerateOptions) -> _Job:
+        from . import media
+        from .data.store import frames_to_pixels
+
+        clock = _Clock()
+        p, v = self.preset.audio, self.preset.video
+        with clock("read"):
+            info = media.probe(path)
+            if not info.has_video:
+                raise Action2SoundError(f"{path}: has no video stream; generate needs a video (for an audio file, "
+                                        "use it as --ambient instead)")
+            duration = video_duration(path)
+            if duration <= 0:
+                raise Action2SoundError(f"{path}: its video stream has no duration; re-export the video")
+        length = window_length(self.preset)
+        overlap = int(round(opts.overlap * p.sample_rate))
+        total = int(round(duration * p.sample_rate))
+        starts = plan_windows(total, length, overlap)
+        tokens, embs = [], []
+        for chunk in _batched(starts, opts.batch_size):
+            # Each window's frames spread over the model's clip length from its first output sample, as training
+            # saw them (media.clip_frame_times); frames past the video's end hold its last frame.
+            times = np.concatenate([media.clip_frame_times(s / p.sample_rate, p.duration, v.num_frames)
+                                    for s in chunk])
+            with clock("read"):
+                frames = media.read_frames_at(path, times, size=v.size, resize=v.resize)  # [B*T, S, S, 3]
+            with clock("video_tower"), self._autocast(opts):
+                frames = torch.from_numpy(frames).view(len(chunk), v.num_frames, v.size, v.size, 3).to(self.device)
+                tok, cls = self.av.video_tower(frames_to_pixels(frames, self.preset))  # [B, T, D], [B, D]
+                tokens.append(tok.float())
+                embs.append(torch.nn.functional.normalize(self.av.video_proj(cls).float(), dim=-1).cpu())
+        # The query of a long video is its windows' mean direction: its ambient is the whole video's.
+        query = torch.nn.functional.normalize(torch.cat(embs).mean(0), dim=0).numpy()
+        g = torch.Generator("cpu").manual_seed(int(opts.seed))
+        # Noise drawn on the CPU in window order: a seed gives the same noise on any device and in any batch.
+        noise = torch.randn((len(starts), *self.preset.latent_shape), generator=g)
+        job_info = {"fps": info.fps, "width": info.width, "height": info.height, "rotation": info.rotation,
+                    "has_audio": info.has_audio}
+        return _Job(slot, path, duration, total, starts, job_info, torch.cat(tokens), query, noise, clock,
+                    latents=[None] * len(starts), conds=[None] * len(starts))
+
+    # ------------------------------------------------------------------------------------------- step 3
+    def _choose_conditions(self, jobs: list[_Job], opts: GenerateOptions) -> list[Exception | None]:
+        """Set each job's first audio condition and its record; per-job errors come back (None: fine)."""
+        errors: list[Exception | None] = [None] * len(jobs)
+        if not jobs:
+            return errors
+        mode = opts.ambient if opts.ambient in AMBIENT_MODES else "file"
+        if self.ldm.conditioner.audio is None:
+            for job in jobs:
+                job.condition = {"mode": mode, "source": "unused: this model has no audio condition"}
+            return errors
+        t0 = time.perf_counter()
+        if mode == "none":
+            for job in jobs:
+                job.condition = {"mode": "none", "source": "learned null"}
+        elif mode == "file":
+            latent, record = self._file_condition(Path(opts.ambient), opts.ambient_offset)
+            for job in jobs:
+                job.conds[0], job.condition, job.chained = latent, dict(record), True
+        else:
+            r = self._need_retrieval(mode)
+            queries = np.stack([j.query for j in jobs])
+            own = [r.own_video(j.path) if opts.exclude_own_video else None for j in jobs]
+            if mode == "retrieved":
+                hits = r.index.query(queries, k=1, exclude_video_ids=own)
+            else:
+                hits = r.index.quiet(queries, k=1, quantile=opts.quiet_quantile, exclude_video_ids=own)
+            for i, (job, top) in enumerate(zip(jobs, hits)):
+                hit = top[0]
+                try:
+                    latent, source = self._clip_latent(r, hit.index)
+                except Exception as err:  # noqa: BLE001
+                    errors[i] = err
+                    continue
+                job.conds[0], job.chained = latent, True
+                job.condition = {
+                    "mode": mode, "source": source, "excluded_video": own[i],
+                    "clips": [{"clip_id": hit.clip_id, "video_id": hit.video_id, "score": round(hit.score, 6),
+                               "ambient_db": round(float(r.index.meta.ambient_db[hit.index]), 3)}],
+                }
+                if mode == "quiet":
+                    job.condition["quantile"] = opts.quiet_quantile
+        share = (time.perf_counter() - t0) / len(jobs)
+        for job in jobs:
+            job.clock.add("condition", share)
+        return errors
+
+    def _need_retrieval(self, mode: str) -> Retrieval:
+        if self.retrieval is None:
+            raise Action2SoundError(f"--ambient {mode} needs a retrieval index: pass --index INDEX (build one with "
+                                    "`action2sound index build`), or use --ambient none or --ambient FILE")
+        return self.retrieval
+
+    def _wave_latent(self, wave: np.ndarray) -> torch.Tensor:
+        """One window of audio [samples] -> the scaled VAE posterior mean [C, F, W] (what a condition is)."""
+        from .mel import fit_wave, wave_to_mel
+        from .models.vae import encode_mel
+
+        mel = torch.from_numpy(wave_to_mel(fit_wave(wave, self.preset.audio), self.preset.audio)).to(self.device)
+        mean, _ = encode_mel(self.vae, mel[None])
+        return (mean[0] * self.preset.vae.scaling_factor).float()
+
+    def _file_condition(self, path: Path, offset: float) -> tuple[torch.Tensor, dict[str, Any]]:
+        from . import media
+
+        p = self.preset.audio
+        if not path.exists():
+            raise Action2SoundError(f"--ambient {path}: no such file, and not one of {', '.join(AMBIENT_MODES)}; "
+                                    "pass an audio or video file")
+        wave = media.read_audio(path, offset, p.duration, p.sample_rate)
+        return self._wave_latent(wave), {"mode": "file", "source": "file", "file": str(path), "offset": offset}
+
+    def _clip_latent(self, r: Retrieval, row: int) -> tuple[torch.Tensor, str]:
+        """An indexed clip's scaled latent: the store's posterior mean, else its audio through the VAE."""
+        from . import media
+
+        srow = r.store_row(row)
+        if srow is not None:
+            mean = torch.from_numpy(r.store.get("latent_mean", srow).astype(np.float32))
+            return (mean * self.preset.vae.scaling_factor).to(self.device), "store"
+        meta, p = r.index.meta, self.preset.audio
+        path = r.media_path(row)
+        start, end = float(meta.media_start[row]), float(meta.media_end[row])
+        wave = media.read_audio(path, start, min(end - start, p.duration), p.sample_rate)
+        return self._wave_latent(wave), "audio"
+
+    # ------------------------------------------------------------------------------------------- step 4
+    def _sample(self, jobs: list[_Job], opts: GenerateOptions) -> None:
+        while True:
+            ready: list[tuple[_Job, int]] = []
+            for job in jobs:
+                todo = [k for k, z in enumerate(job.latents) if z is None]
+                if not todo:
+                    continue
+                # A chained window needs its predecessor's latent; independent windows are all ready at once.
+                ready += [(job, todo[0])] if job.chained else [(job, k) for k in todo]
+            if not ready:
+                return
+            for chunk in _batched(ready, opts.batch_size):
+                t0 = time.perf_counter()
+                tokens = torch.stack([job.tokens[k] for job, k in chunk])
+                noise = torch.stack([job.noise[k] for job, k in chunk])
+                with self._autocast(opts):
+                    z = sample_windows(self.ldm, tokens, [job.conds[k] for job, k in chunk], noise, opts,
+                                       self.preset).float()
+                for (job, k), zk in zip(chunk, z):
+                    job.latents[k] = zk
+                    if job.chained and k + 1 < len(job.starts):
+                        job.conds[k + 1] = zk  # the ambient carries over the seam
+                share = (time.perf_counter() - t0) / len(chunk)
+                for job, _ in chunk:
+                    job.clock.add("sample", share)
+
+    # ------------------------------------------------------------------------------------------- step 5-6
+    def _finish(self, job: _Job, opts: GenerateOptions) -> GenerationResult:
+        p = self.preset.audio
+        waves = []
+        for chunk in _batched(list(range(len(job.starts))), opts.batch_size):
+            z = torch.stack([job.latents[k] for k in chunk])
+            with job.clock("decode"):
+                mel = latents_to_mels(self.vae, z, self.preset)  # [B, n_mels, num_frames]
+            with job.clock("vocode"), self._autocast(opts):
+                waves.extend(mels_to_waves(self.vocoder, mel, self.preset, seed=opts.seed))
+        fade = int(round(opts.overlap * p.sample_rate))
+        with job.clock("assemble"):
+            audio = assemble_windows(waves, job.starts, job.total, fade)
+        length = window_length(self.preset)
+        windows = []
+        for k, s in enumerate(job.starts):
+            w = {"start": round(s / p.sample_rate, 6), "end": round(min(s + length, job.total) / p.sample_rate, 6),
+                 "condition": ("previous window" if k and job.chained else
+                               job.condition.get("mode") if k == 0 else "learned null")}
+            if k:
+                ov = job.starts[k - 1] + length - s
+                w["crossfade_centre"] = round((s + ov / 2) / p.sample_rate, 6)
+            windows.append(w)
+        timings = {k: round(v, 4) for k, v in job.clock.seconds.items()}
+        timings["total"] = round(sum(job.clock.seconds.values()), 4)
+        settings = {k: v for k, v in vars(opts).items()}
+        settings["ambient"] = str(opts.ambient)
+        settings["device"] = str(self.device)
+        settings["total_guidance"] = opts.video_guidance + opts.audio_guidance - 1.0
+        metadata = {
+            "input": str(job.path), "duration": job.duration, "num_samples": int(audio.size),
+            "sample_rate": p.sample_rate, "video": job.info, "settings": settings, "model": self.model_info,
+            "index": self._index_info(), "condition": job.condition, "windows": windows,
+            "crossfade_seconds": opts.overlap, "peak": round(float(np.max(np.abs(audio))) if audio.size else 0.0, 6),
+            "timings": timings, "versions": {"action2sound": __version__, "torch": torch.__version__},
+        }
+        return GenerationResult(audio, p.sample_rate, metadata, job.path)
+
+    def _index_info(self) -> dict[str, Any] | None:
+        r = self.retrieval
+        if r is None:
+            return None
+        return {"path": str(r.folder), "kind": r.index.kind, "clips": len(r.index),
+                "store": str(r.store.path) if r.store is not None else None}
+
+
+def _as_user_error(path: str | os.PathLike, err: Exception) -> Action2SoundError:
+    if isinstance(err, Action2SoundError):
+        return err
+    return Action2SoundError(f"{os.fspath(path)}: failed ({type(err).__name__}: {err})")
+
+
+# ============================================================================================== loading
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise Action2SoundError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    return dev
+
+
+def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "auto",
+                  index: str | os.PathLike | None = None, vocoder: str = "auto") -> Pipeline:
+    """A Pipeline from a model directory; `index` defaults to MODEL_DIR/index when that exists.
+
+    vocoder: "auto" (the model directory's: a trained HiFi-GAN, the universal one, or Griffin-Lim with a
+    warning) or "griffinlim" (force it, no warning).
+    """
+    import hashlib
+
+    from .weights import COMPONENTS, load_model_dir, read_model_json
+
+    if vocoder not in ("auto", "griffinlim"):
+        raise Action2SoundError(f"vocoder must be 'auto' or 'griffinlim', got {vocoder!r}")
+    model_dir = Path(model_dir)
+    dev = resolve_device(device)
+    manifest = read_model_json(model_dir)
+    components = tuple(c for c in COMPONENTS if not (c == "vocoder" and vocoder == "griffinlim"))
+    md = load_model_dir(model_dir, dev, components=components)
+    kind = "griffinlim" if vocoder == "griffinlim" else md.vocoder_kind
+    if md.vocoder is None and vocoder == "auto":
+        warnings.warn(f"{model_dir}: no HiFi-GAN for the {md.preset.audio.name} profile, so the sound is made "
+                      "with Griffin-Lim (far lower quality); train one with `action2sound train vocoder` and "
+                      "re-export the model directory", stacklevel=2)
+    av_hash = manifest.get("files", {}).get("av", {}).get("sha256", "")
+    info = {
+        "dir": str(model_dir), "hash": hashlib.sha256((model_dir / "model.json").read_bytes()).hexdigest()[:16],
+        "av_sha256": av_hash, "preset": md.preset.name, "profile": md.preset.audio.name, "vocoder": kind,
+    }
+    folder = Path(index) if index is not None else model_dir / INDEX_DIRNAME
+    retrieval = None
+    if index is not None or folder.is_dir():
+        retrieval = load_retrieval(folder, av_hash, md.preset)
+    return Pipeline(md.preset, md.av, md.vae, md.ldm, md.vocoder if vocoder == "auto" else None, dev, retrieval,
+                    info)
