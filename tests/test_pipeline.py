@@ -118,7 +118,7 @@ def test_retrieved_uses_the_store_latent_of_the_best_audio_match_outside_the_own
     clip = _clip(env, "a2s-0-0002")
     res = _one(pipe, clip, ambient="retrieved", steps=1, audio_guidance=2.0)
     cond = res.metadata["condition"]
-    assert cond["mode"] == "retrieved" and cond["source"] == "store"
+    assert cond["mode"] == "retrieved" and cond["source"] == "index"  # the index carries the store's means
     assert cond["excluded_video"] == "a2s-0-0002"  # the input is an indexed clip: its own video is skipped
     hit = cond["clips"][0]
     # Cross-modal rule: the query video's embedding against every clip's AUDIO embedding, own video excluded.
@@ -137,6 +137,7 @@ def test_retrieved_without_a_store_reads_the_clip_audio(pipe, env, spy):
     calls, _ = spy
     r = pipe.retrieval
     bare = Pipeline(pipe.preset, pipe.av, pipe.vae, pipe.ldm, pipe.vocoder, "cpu", Retrieval(r.index, r.folder))
+    assert r.latents is not None and bare.retrieval.latents is None
     res = _one(bare, _clip(env, "a2s-0-0002"), ambient="retrieved", steps=1)
     cond = res.metadata["condition"]
     assert cond["source"] == "audio"

@@ -14,7 +14,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 
     bank = args.bank if args.bank == "procedural" else Path(args.bank)
     summary = build_benchmark(Path(args.out), episodes=args.episodes, seed=args.seed, bank=bank,
-                              size=args.size)
+                              size=args.size, fps=args.fps, sample_rate=args.sample_rate,
+                              episode_seconds=tuple(args.episode_seconds), clip_seconds=args.clip_seconds)
     print(summary)
 
 
@@ -57,6 +58,242 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(run_demo(Path(args.out)))
 
 
+def _show_progress_logs() -> None:
+    # Conversion and export say what they decide (EMA, placeholders, vocoder) through logging.
+    import logging
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="action2sound: %(message)s")
+
+
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from .convert import convert
+
+    _show_progress_logs()
+    out = convert(ldm_ckpt=args.ldm_ckpt, av=args.av, out=Path(args.out), sd=args.sd, vocoder=args.vocoder,
+                  vocoder_config=args.vocoder_config, video_null=args.video_null, use_ema=not args.no_ema,
+                  seed=args.seed, preset=args.preset)
+    print(out)
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    _show_progress_logs()
+    if args.format == "original":
+        from .convert import export_original
+
+        for path in export_original(Path(args.source), Path(args.out)):
+            if path is not None:
+                print(path)
+    else:
+        from .weights import export
+
+        print(export(Path(args.source), Path(args.out), fp16=not args.fp32))
+
+
+def _add_convert_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="the paper's released checkpoint (or Stable Diffusion v1) -> a model directory")
+    p.add_argument("--ldm-ckpt", help="the release's Lightning checkpoint (epoch=000007.ckpt)")
+    p.add_argument("--av", help="the release's audio-visual model (av.pth): video backbone and retrieval towers")
+    p.add_argument("--sd", help="instead of --ldm-ckpt: a Stable Diffusion v1.x checkpoint to start a fresh model "
+                                "from (UNet + VAE)")
+    p.add_argument("--vocoder", help="a HiFi-GAN for the paper profile: our vocoder .safetensors "
+                                     "(`train vocoder`) or an official HiFi-GAN generator checkpoint")
+    p.add_argument("--vocoder-config", help="config.json of an official HiFi-GAN generator given with --vocoder")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--video-null", choices=["training", "zeros"], default="training",
+                   help="null video tokens: those the release trained with (default) or its sampler's zeros")
+    p.add_argument("--no-ema", action="store_true", help="use raw weights even when the checkpoint has EMA ones")
+    p.add_argument("--seed", type=int, default=0, help="--sd: seed of the fresh condition-token weights")
+    p.add_argument("--preset", default="paper", help="architecture to map into (the release is 'paper')")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("export", help="write a model directory (from a training run), or a model directory in "
+                                      "the paper release's checkpoint layout (--format original)")
+    p.add_argument("source", help="a training run folder (default format) or a model directory (original)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", choices=["modeldir", "original"], default="modeldir",
+                   help="modeldir: our model directory (default); original: ldm.ckpt + av.pth as the release")
+    p.add_argument("--fp32", action="store_true", help="modeldir: keep float32 weights (default float16)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .training import train
+
+    result = train(args.stage, preset=args.preset, data=args.data, out=Path(args.out), resume=args.resume,
+                   overrides=args.set or [], devices=args.devices, nodes=args.nodes, max_steps=args.max_steps,
+                   seed=args.seed, workers=args.workers, init=args.init, checkpoint_every=args.checkpoint_every,
+                   sample_every=args.sample_every, progress=not args.quiet, cache_mb=args.cache_mb)
+    if result.rank != 0:
+        return  # DDP: the other processes trained the same model; rank 0 reports it
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
+    print(f"{result.stage}: {result.steps} steps in {result.seconds:.1f} s; {metrics}")
+    print(result.weights)
+
+
+def _cmd_preencode(args: argparse.Namespace) -> None:
+    import os
+
+    import torch
+
+    from .data.store import ClipEncoder, preencode
+    from .training.data import load_clip_table
+    from .weights import load_encoders
+
+    if args.device:
+        device = args.device
+    elif torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', os.environ.get('SLURM_LOCALID', 0)))}"
+    else:
+        device = "cpu"
+    table = load_clip_table(args.data)
+    av, vae, preset, source = load_encoders(Path(args.model), device)
+    encoder = ClipEncoder(av, vae, preset, device, source)
+    report = preencode(table, encoder, Path(args.out), shard_size=args.shard_size, batch_size=args.batch_size,
+                       workers=args.workers, rank=args.rank, world=args.world, progress=not args.quiet)
+    print(report.summary())
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from .training.bench import bench_ldm, format_report
+
+    report = bench_ldm(args.preset, device=args.device, train_batch=args.train_batch, train_steps=args.train_steps,
+                       sample_batches=tuple(args.sample_batches), sample_steps=args.sample_steps,
+                       compile=args.compile)
+    print(format_report(report))
+
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one stage (av, vae, vocoder, ldm) into a run folder")
+    p.add_argument("stage", choices=["av", "vae", "vocoder", "ldm"])
+    p.add_argument("--preset", default="tiny", help="tiny (CPU, seconds), small, or paper (default tiny)")
+    p.add_argument("--data", help="av/vae/vocoder: a clip table, an Ego4D-Sounds TSV or a benchmark folder; "
+                                  "ldm: a store folder (`preencode`)")
+    p.add_argument("--out", required=True, help="run folder; the stage writes RUN/<stage>/")
+    p.add_argument("--resume", action="store_true", help="continue RUN/<stage> from its last checkpoint")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a preset field, e.g. train.ldm.lr=3e-4 or diffusion.p_drop_audio=0.2 "
+                        "(repeatable)")
+    p.add_argument("--devices", type=int, help="GPUs per node (DDP when more than one in all; default 1)")
+    p.add_argument("--nodes", type=int, default=1, help="nodes (with torchrun or SLURM; see docs/TRAINING.md)")
+    p.add_argument("--max-steps", type=int, help="training batches in total (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, data order and noise")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: in process)")
+    p.add_argument("--init", help="start from this weights file (strict), e.g. a converted SD v1 VAE")
+    p.add_argument("--checkpoint-every", type=int, help="batches between checkpoints (default: the preset's)")
+    p.add_argument("--sample-every", type=int, help="ldm: batches between sample spectrograms (PNG)")
+    p.add_argument("--cache-mb", type=int, default=512,
+                   help="decoded clips kept in memory per data process (default 512; 0: decode every time)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("preencode", help="run the frozen AV model and VAE once per clip into a store (resumable)")
+    p.add_argument("--data", required=True, help="a clip table, an Ego4D-Sounds TSV or a benchmark folder")
+    p.add_argument("--model", required=True, help="a run folder with av/ and vae/, or a model directory")
+    p.add_argument("--out", required=True, help="store folder; rerun the same command to finish a killed run")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (default 0: in process)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per network call (default 16)")
+    p.add_argument("--shard-size", type=int, default=256, help="clips per shard (default 256)")
+    p.add_argument("--rank", type=int, help="this process's share: shards s with s %% world == rank "
+                                            "(default: RANK / SLURM_PROCID, else 0)")
+    p.add_argument("--world", type=int, help="number of processes sharing the work (default: WORLD_SIZE / "
+                                             "SLURM_NTASKS, else 1)")
+    p.add_argument("--device", help="torch device (default: cuda:LOCAL_RANK when there is a GPU, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_preencode)
+
+    p = sub.add_parser("bench", help="ldm speed and memory: training samples/s, sampling ms per clip")
+    p.add_argument("--preset", default="tiny", help="tiny, small or paper (default tiny)")
+    p.add_argument("--device", help="torch device (default: cuda when there is one, else cpu)")
+    p.add_argument("--train-batch", type=int, help="training batch (default: the preset's, at most 90)")
+    p.add_argument("--train-steps", type=int, default=10, help="timed training steps (default 10)")
+    p.add_argument("--sample-batches", type=int, nargs="+", default=[1, 50], help="sampling batches (default 1 50)")
+    p.add_argument("--sample-steps", type=int, default=25, help="sampler steps (default 25)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    import warnings
+
+    from .api import Action2Sound, generate_files
+
+    if args.threads:
+        import torch
+
+        # On a busy machine fewer threads than cores can be several times faster (no spin-waiting).
+        torch.set_num_threads(args.threads)
+    with warnings.catch_warnings():
+        # A fallback (e.g. Griffin-Lim) says so on one line, not with a source excerpt.
+        warnings.showwarning = lambda msg, *a, **k: print(f"action2sound: warning: {msg}", file=sys.stderr)
+        model = Action2Sound.from_pretrained(args.model, device=args.device, index=args.index)
+    options = {k: v for k, v in dict(
+        ambient=args.ambient, ambient_offset=args.ambient_offset, seed=args.seed, steps=args.steps,
+        sampler=args.sampler, video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
+        overlap=args.overlap, batch_size=args.batch_size, precision=args.precision).items() if v is not None}
+    report = generate_files(
+        model, args.inputs, args.out, format=args.format, keep_original_audio=args.keep_original_audio,
+        overwrite=args.overwrite, progress=not args.quiet,
+        report_error=lambda path, msg: print(f"action2sound: failed: {msg}", file=sys.stderr), **options)
+    print(report.summary())
+    print(Path(args.out))
+    if report.failed:
+        raise Action2SoundError(f"{len(report.failed)} of {len(report.failed) + len(report.done)} inputs failed "
+                                "(listed above); the others were written")
+
+
+def _cmd_index_build(args: argparse.Namespace) -> None:
+    from .pipeline import build_index_from_store
+
+    out = build_index_from_store(args.store, args.model, args.out, kind=args.kind, nlist=args.nlist)
+    print(out)
+
+
+def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate the sound of videos (files or folders) into --out")
+    p.add_argument("inputs", nargs="+", help="video files (any container, codec, frame rate, orientation) or "
+                                             "folders of them")
+    p.add_argument("--model", required=True, help="model directory (`action2sound export`)")
+    p.add_argument("--out", required=True, help="output folder: NAME.wav, NAME.mp4, NAME.png, NAME.json")
+    p.add_argument("--index", help="retrieval index folder (`action2sound index build`; default MODEL/index)")
+    p.add_argument("--ambient", default="retrieved",
+                   help="retrieved (default: the audio of the visually matching training clip), quiet (a "
+                        "low-ambient clip: the action alone), none (the learned null), or an audio/video FILE "
+                        "whose ambient to follow")
+    p.add_argument("--ambient-offset", type=float, help="seconds into the --ambient FILE (default 0)")
+    p.add_argument("--video-guidance", type=float, help="guidance weight of the video (default: the model's "
+                                                        "guidance scale)")
+    p.add_argument("--audio-guidance", type=float, help="guidance weight of the audio condition, the ambient dial "
+                                                        "(default 1: condition kept, not amplified)")
+    p.add_argument("--seed", type=int, help="noise seed (default 0); the same seed gives the same audio")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    p.add_argument("--sampler", choices=["dpm", "ddim"], help="DPM-Solver++ 2M or DDIM (default: the model's)")
+    p.add_argument("--overlap", type=float, help="seconds consecutive windows of long videos share (default 0.5)")
+    p.add_argument("--batch-size", type=int, help="windows (and videos) per network call (default 8)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="fp32 (default), or bf16 autocast for the video "
+                                                                "tower, UNet and vocoder (faster on recent CPUs/GPUs)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--format", default="wav", choices=["wav", "flac"], help="audio file format (default wav)")
+    p.add_argument("--keep-original-audio", default="replace", choices=["replace", "mix", "add"],
+                   help="the mp4's original sound: replace (default), mix into the new track, or add as a "
+                        "second track")
+    p.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist (default: skip them)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
+
+    index = sub.add_parser("index", help="the retrieval index of training clips")
+    isub = index.add_subparsers(dest="index_command", required=True)
+    p = isub.add_parser("build", help="index a pre-encoded store's clips for a model (faiss)")
+    p.add_argument("--store", required=True, help="store folder (`action2sound preencode`)")
+    p.add_argument("--model", required=True, help="the model directory the index serves")
+    p.add_argument("--out", required=True, help="index folder to write")
+    p.add_argument("--kind", default="exact", choices=["exact", "ivf", "hnsw"],
+                   help="exact search (default), or approximate for millions of clips")
+    p.add_argument("--nlist", type=int, help="ivf: number of cells (default ~4 sqrt(N))")
+    p.set_defaults(func=_cmd_index_build)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="action2sound",
@@ -74,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", default="procedural",
                    help="'procedural' (synthesised, default) or a folder with events/<kind>/ and ambient/")
     p.add_argument("--size", type=int, default=224, help="frame size in pixels (square)")
+    p.add_argument("--fps", type=float, default=15.0, help="video frame rate (default 15)")
+    p.add_argument("--sample-rate", type=int, default=22050, help="audio sample rate (default 22050)")
+    p.add_argument("--episode-seconds", type=float, nargs=2, default=(40.0, 90.0), metavar=("MIN", "MAX"),
+                   help="episode length range in seconds (default 40 90)")
+    p.add_argument("--clip-seconds", type=float, default=3.0, help="clip length in seconds (default 3)")
     p.set_defaults(func=_cmd_benchmark)
 
     p = dsub.add_parser("soundbank", help="build a bank of real recordings from Debian packages (needs apt-get)")
@@ -101,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the embedded default end to end; writes a page and prints its path")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.set_defaults(func=_cmd_demo)
+
+    _add_convert_commands(sub)
+    _add_training_commands(sub)
+    _add_generate_commands(sub)
     return parser
 
 

@@ -49,6 +49,7 @@ AUDIO_FORMATS = ("wav", "flac")
 KEEP_AUDIO = ("replace", "mix", "add")
 PRECISIONS = ("fp32", "bf16")
 SOURCE_JSON = "source.json"  # beside an index built from a store: where that store is
+LATENTS_NPY = "latents.npy"  # beside an index built from a store: each clip's VAE posterior mean [N, C, F, W]
 INDEX_DIRNAME = "index"  # a model directory may carry its retrieval index in this sub-folder
 
 
@@ -285,6 +286,9 @@ class Retrieval:
     index: Any  # retrieval.AudioIndex
     folder: Path
     store: Any = None  # data.store.Store
+    # The clips' posterior means, carried by the index itself so that a shipped index conditions without the
+    # training store or the clips' media.
+    latents: np.ndarray | None = None
     _store_rows: dict[str, int] | None = field(default=None, repr=False)
     _paths: np.ndarray | None = field(default=None, repr=False)
 
@@ -343,7 +347,11 @@ def load_retrieval(folder: str | os.PathLike, av_hash: str | None = None,
                               "its latents are ignored and each retrieved clip's audio is read instead "
                               "(re-run preencode with this model to speed this up)", stacklevel=2)
                 store = None
-    return Retrieval(index, folder, store)
+    latents = np.load(folder / LATENTS_NPY, mmap_mode="r") if (folder / LATENTS_NPY).is_file() else None
+    if latents is not None and len(latents) != len(index.meta):
+        raise Action2SoundError(f"{folder / LATENTS_NPY} has {len(latents)} rows for {len(index.meta)} indexed clips; "
+                                "rebuild the index with `action2sound index build`")
+    return Retrieval(index, folder, store, latents)
 
 
 def build_index_from_store(store_dir: str | os.PathLike, model_dir: str | os.PathLike, out: str | os.PathLike,
@@ -379,6 +387,7 @@ def build_index_from_store(store_dir: str | os.PathLike, model_dir: str | os.Pat
     index = AudioIndex.build(store.column("audio_emb"), store.column("video_emb"), meta, kind=kind, nlist=nlist,
                              model_hash=manifest["files"]["av"]["sha256"])
     index.save(out)
+    np.save(out / LATENTS_NPY, store.column("latent_mean").astype(np.float32))
     (out / SOURCE_JSON).write_text(json.dumps(
         {"store": os.path.relpath(os.path.abspath(store_dir), os.path.abspath(out))}, indent=1) + "\n")
     return out
@@ -627,9 +636,12 @@ class Pipeline:
         return self._wave_latent(wave), {"mode": "file", "source": "file", "file": str(path), "offset": offset}
 
     def _clip_latent(self, r: Retrieval, row: int) -> tuple[torch.Tensor, str]:
-        """An indexed clip's scaled latent: the store's posterior mean, else its audio through the VAE."""
+        """An indexed clip's scaled latent: the posterior mean the index or store holds, else its audio -> VAE."""
         from . import media
 
+        if r.latents is not None:
+            mean = torch.from_numpy(np.asarray(r.latents[row], dtype=np.float32))
+            return (mean * self.preset.vae.scaling_factor).to(self.device), "index"
         srow = r.store_row(row)
         if srow is not None:
             mean = torch.from_numpy(r.store.get("latent_mean", srow).astype(np.float32))

@@ -1,0 +1,416 @@
+"""The pre-encoded store: the frozen networks run once per clip, and diffusion training reads only this.
+
+The frozen ViT costs more per clip than a UNet training step (SPEC §6), so it runs once, here, and never inside
+the diffusion loop. A store is a folder::
+
+    store.json          format, the preset (its av + vae sections are those of the encoding networks), the
+                        fields {name: [shape, dtype]}, shard_size, num_clips, and the SHA-256 of the networks
+    clips.tsv           the clip table in store order: row i of the store is clip i
+    shards/000000/      one folder per shard of `shard_size` clips: <field>.npy [clips of the shard, *shape]
+
+Fields: `video_tokens` [T, D] (per-frame max-pooled backbone tokens, float16), `video_emb` / `audio_emb` [E]
+(unit embeddings for retrieval), `latent_mean` / `latent_std` [C, F, W] (the VAE posterior of the clip's mel,
+unscaled: training samples it), `ambient_db` [] (energy of the quietest 0.5 s window, dB).
+
+Restartable: a shard is written under `shards/.000012.partial-<pid>/` and renamed when complete, so a killed
+run leaves no half shard in place, and a rerun skips finished shards. Several processes share the work by
+shard: rank r of `world` encodes the shards s with s % world == r (torchrun / SLURM ranks, or `--rank`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import Preset, preset_from_dict
+from ..errors import Action2SoundError
+from .manifest import Clip, ClipTable
+
+FORMAT = "action2sound-store/1"
+STORE_JSON = "store.json"
+CLIPS_TSV = "clips.tsv"
+SHARDS = "shards"
+AMBIENT_WINDOW_S = 0.5
+
+
+def store_fields(preset: Preset) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{field: (per-clip shape, numpy dtype name)} of a store encoded with this preset's networks."""
+    latent = tuple(preset.latent_shape)
+    return {
+        "video_tokens": ((preset.video.num_frames, preset.av.video_hidden), "float16"),
+        "video_emb": ((preset.av.embed_dim,), "float32"),
+        "audio_emb": ((preset.av.embed_dim,), "float32"),
+        "latent_mean": (latent, "float32"),
+        "latent_std": (latent, "float32"),
+        "ambient_db": ((), "float32"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+def decode_clip(clip: Clip, preset: Preset, frames: bool = True, audio: bool = True) -> dict[str, np.ndarray]:
+    """One clip -> {"frames": uint8 [T, S, S, 3], "wave": float32 [num_samples], "mel": float32 [n_mels, padded]}.
+
+    Frames are spread over the clip (VideoConfig); the audio is the clip resampled to the profile's rate and
+    fitted (cut / zero-padded on the right) to one model window.
+    """
+    from .. import media
+    from ..mel import fit_wave, wave_to_mel
+
+    out: dict[str, np.ndarray] = {}
+    if frames:
+        v = preset.video
+        out["frames"] = media.read_frames(clip.media_path, clip.media_start, clip.duration, v.num_frames,
+                                          size=v.size, resize=v.resize)
+    if audio:
+        p = preset.audio
+        wave = fit_wave(media.read_audio(clip.media_path, clip.media_start, clip.duration, p.sample_rate), p)
+        out["wave"] = wave
+        out["mel"] = wave_to_mel(wave, p)
+    return out
+
+
+def frames_to_pixels(frames: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """uint8 frames [B, T, S, S, 3] -> ImageNet-normalised float pixels [B, T, 3, S, S] (the video tower's input)."""
+    v = preset.video
+    mean = torch.tensor(v.mean, device=frames.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(v.std, device=frames.device).view(1, 1, 3, 1, 1)
+    x = frames.permute(0, 1, 4, 2, 3).float() / 255.0
+    return (x - mean) / std
+
+
+class ClipDataset(Dataset):
+    """Decodes clips of a table: item i -> {"index", "video_code", "frames"?, "wave"?, "mel"?} (see decode_clip).
+
+    `video_code` is the clip's long video as an int (for same-video negatives). An item may be asked for as an
+    int or as an (index, epoch) pair, the form the training sampler gives.
+    """
+
+    def __init__(self, table: ClipTable, preset: Preset, frames: bool = True, audio: bool = True,
+                 cache_bytes: int = 0):
+        self.table, self.preset, self.frames, self.audio = table, preset, frames, audio
+        codes: dict[str, int] = {}
+        self.video_codes = np.array([codes.setdefault(c.video_id, len(codes)) for c in table], dtype=np.int64)
+        # Decoded clips are kept (per process) until `cache_bytes` are used: a small training set, seen many
+        # times, is decoded once. Decoding is deterministic, so a cached clip is the clip.
+        self.cache_bytes = cache_bytes
+        self._cache: dict[int, dict[str, np.ndarray]] = {}
+        self._cached_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        i = item[0] if isinstance(item, tuple) else item
+        decoded = self._cache.get(i)
+        if decoded is None:
+            decoded = decode_clip(self.table[i], self.preset, self.frames, self.audio)
+            size = sum(a.nbytes for a in decoded.values())
+            if self._cached_bytes + size <= self.cache_bytes:
+                self._cache[i] = decoded
+                self._cached_bytes += size
+        out: dict[str, Any] = dict(decoded)
+        out["index"] = i
+        out["video_code"] = self.video_codes[i]
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ encoder
+class ClipEncoder:
+    """The frozen networks of a store: a decoded batch -> {field: float32 array [B, *shape]} on the CPU."""
+
+    def __init__(self, av: torch.nn.Module, vae: torch.nn.Module, preset: Preset,
+                 device: str | torch.device = "cpu", source: dict[str, str] | None = None):
+        self.av = av.to(device).eval()
+        self.vae = vae.to(device).eval()
+        self.preset, self.device = preset, torch.device(device)
+        # SHA-256 of the weights files the networks came from (recorded in store.json; a rerun checks them).
+        self.source = dict(source or {})
+        self.fields = store_fields(preset)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        from ..models.vae import encode_mel
+        from ..retrieval import ambient_level_db
+
+        dev = self.device
+        # Autocast on GPU only: bf16 halves the ViT's cost; the CPU path stays fp32 and exact.
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else _nullcontext()
+        pixels = frames_to_pixels(batch["frames"].to(dev), self.preset)
+        wave, mel = batch["wave"].to(dev), batch["mel"].to(dev)
+        audio_in = self.av.audio_input(wave=wave, mel=mel)  # fbank / mel in fp32: a log of a bf16 sum is coarse
+        with amp:
+            tokens, cls = self.av.video_tower(pixels)  # [B, T, D], [B, D]: one pass gives both
+            video_emb = torch.nn.functional.normalize(self.av.video_proj(cls).float(), dim=-1)
+            audio_emb = self.av.embed_audio(audio_in).float()
+        mean, std = encode_mel(self.vae, mel)  # the VAE in fp32: its posterior is the training target
+        rate = self.preset.audio.sample_rate
+        ambient = [ambient_level_db(w, rate, AMBIENT_WINDOW_S) for w in batch["wave"].numpy()]
+        return {
+            "video_tokens": tokens.float().cpu().numpy(),
+            "video_emb": video_emb.cpu().numpy(),
+            "audio_emb": audio_emb.cpu().numpy(),
+            "latent_mean": mean.float().cpu().numpy(),
+            "latent_std": std.float().cpu().numpy(),
+            "ambient_db": np.asarray(ambient, dtype=np.float32),
+        }
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --------------------------------------------------------------------------------------------- the writer
+@dataclass(frozen=True)
+class PreencodeReport:
+    """What one preencode call did."""
+
+    store: Path
+    num_clips: int
+    shards_total: int
+    shards_done_before: int  # finished shards found and skipped
+    shards_written: int  # by this process
+    clips_encoded: int  # by this process
+    seconds: float
+
+    def summary(self) -> str:
+        rate = self.clips_encoded / self.seconds if self.seconds > 0 else 0.0
+        return (f"store {self.store}: {self.num_clips} clips in {self.shards_total} shards; "
+                f"{self.shards_done_before} were already done, this process wrote {self.shards_written} "
+                f"({self.clips_encoded} clips, {rate:.1f} clips/s, {self.seconds:.1f} s)")
+
+
+def shard_name(s: int) -> str:
+    return f"{s:06d}"
+
+
+def _table_digest(table: ClipTable) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for c in table:
+        h.update(f"{c.clip_id}\t{c.video_id}\t{c.video_start!r}\t{c.video_end!r}\n".encode())
+    return h.hexdigest()
+
+
+def _header(table: ClipTable, preset: Preset, fields: dict, shard_size: int, source: dict[str, str]) -> dict:
+    return {
+        "format": FORMAT,
+        "preset": preset.to_dict(),
+        "fields": {k: [list(shape), dtype] for k, (shape, dtype) in fields.items()},
+        "shard_size": shard_size,
+        "num_clips": len(table),
+        "table_sha256": _table_digest(table),
+        "source": source,
+    }
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _prepare(out: Path, table: ClipTable, header: dict) -> None:
+    """Create the store folder, or check that an existing one was made from the same clips and networks."""
+    meta = out / STORE_JSON
+    header = json.loads(json.dumps(header))  # compare as JSON has it (tuples become lists)
+    if meta.exists():
+        try:
+            old = json.loads(meta.read_text())
+        except json.JSONDecodeError:
+            raise Action2SoundError(f"{meta} is damaged; delete the store folder {out} and run preencode again") \
+                from None
+        what = {"format": "store format", "preset": "preset", "fields": "set of fields", "shard_size": "shard size",
+                "num_clips": "clip table", "table_sha256": "clip table", "source": "network weights"}
+        for key, words in what.items():
+            if old.get(key) != header[key]:
+                raise Action2SoundError(
+                    f"store {out} was made with another {words} than this run's; pass a new --out (or delete the "
+                    "folder to re-encode everything)")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SHARDS).mkdir(exist_ok=True)
+    # The table goes first under a private name (several ranks may race here), store.json last.
+    tmp_table = out / f".clips.{os.getpid()}.tsv"
+    table.save(tmp_table)
+    tmp_table.replace(out / CLIPS_TSV)
+    _write_json_atomic(meta, header)
+
+
+def _write_shard(out: Path, s: int, arrays: dict[str, np.ndarray], fields: dict) -> None:
+    final = out / SHARDS / shard_name(s)
+    tmp = out / SHARDS / f".{shard_name(s)}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for name, (_, dtype) in fields.items():
+        np.save(tmp / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=dtype))
+    if final.exists():  # another rank finished the same shard first (same inputs, same result)
+        shutil.rmtree(tmp)
+        return
+    tmp.rename(final)
+
+
+def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
+    """This process's share of the shards: explicit, else torchrun's RANK/WORLD_SIZE, else SLURM's, else 0/1."""
+    if rank is None:
+        rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    if world is None:
+        world = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
+    if not 0 <= rank < world:
+        raise Action2SoundError(f"rank {rank} is outside the world of {world} processes; pass 0 <= --rank < --world")
+    return rank, world
+
+
+class _ShardClips(Dataset):
+    """The clips of a list of shards, in order: item k -> ClipDataset item of the k-th such clip."""
+
+    def __init__(self, clips: ClipDataset, rows: np.ndarray):
+        self.clips, self.rows = clips, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        return self.clips[int(self.rows[k])]
+
+
+def preencode(
+    table: ClipTable, encoder: Callable[[dict], dict[str, np.ndarray]] | ClipEncoder, out: str | os.PathLike,
+    preset: Preset | None = None, shard_size: int = 256, batch_size: int = 16, workers: int = 0,
+    rank: int | None = None, world: int | None = None, progress: bool = True,
+) -> PreencodeReport:
+    """Encode every clip of `table` once into the store at `out` (module docstring); returns a report.
+
+    encoder: a ClipEncoder (or any callable of the same contract with `.fields`, `.preset`, `.source`).
+    workers: decoding processes feeding the encoder (DataLoader workers). Finished shards are skipped.
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    preset = preset or encoder.preset
+    fields = encoder.fields
+    if shard_size < 1:
+        raise Action2SoundError(f"shard size must be at least 1, got {shard_size}")
+    if len(table) == 0:
+        raise Action2SoundError("the clip table is empty; nothing to pre-encode")
+    rank, world = _rank_world(rank, world)
+    _prepare(out, table, _header(table, preset, fields, shard_size, getattr(encoder, "source", {})))
+    n_shards = (len(table) + shard_size - 1) // shard_size
+    done = {s for s in range(n_shards) if (out / SHARDS / shard_name(s)).is_dir()}
+    mine = [s for s in range(n_shards) if s % world == rank and s not in done]
+    for s in mine:  # half-written shards of a killed run: only this rank writes these shards, so they are stale
+        for stale in (out / SHARDS).glob(f".{shard_name(s)}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    rows = np.concatenate([np.arange(s * shard_size, min((s + 1) * shard_size, len(table))) for s in mine]) \
+        if mine else np.zeros(0, dtype=np.int64)
+    loader = DataLoader(_ShardClips(ClipDataset(table, preset), rows), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, persistent_workers=False)
+    bar = tqdm(total=len(rows), unit="clip", desc=f"preencode rank {rank}/{world}", disable=not progress,
+               dynamic_ncols=True, smoothing=0.1)
+    pending: dict[str, list[np.ndarray]] = {k: [] for k in fields}
+    filled = 0
+    shard_iter: Iterator[int] = iter(mine)
+    current = next(shard_iter, None)
+    written = 0
+    for batch in loader:
+        encoded = encoder(batch)
+        b = len(batch["index"])
+        start = 0
+        while start < b:
+            assert current is not None
+            size = min((current + 1) * shard_size, len(table)) - current * shard_size
+            take = min(size - filled, b - start)
+            for k in fields:
+                pending[k].append(np.asarray(encoded[k][start:start + take]))
+            filled += take
+            start += take
+            if filled == size:
+                _write_shard(out, current, {k: np.concatenate(v) for k, v in pending.items()}, fields)
+                written += 1
+                pending = {k: [] for k in fields}
+                filled = 0
+                current = next(shard_iter, None)
+        bar.update(b)
+    bar.close()
+    return PreencodeReport(store=out, num_clips=len(table), shards_total=n_shards, shards_done_before=len(done),
+                           shards_written=written, clips_encoded=len(rows), seconds=time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------- the reader
+class Store:
+    """Read a finished store: memory-mapped shards, opened lazily (so each DataLoader worker maps its own)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        meta = self.path / STORE_JSON
+        if not meta.is_file():
+            raise Action2SoundError(f"{self.path}: not a store (no {STORE_JSON}); make one with "
+                                    "`action2sound preencode`")
+        self.meta = json.loads(meta.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise Action2SoundError(f"{meta}: format {self.meta.get('format')!r}, expected {FORMAT!r}; re-encode")
+        self.preset = preset_from_dict(self.meta["preset"])
+        self.fields = {k: (tuple(shape), dtype) for k, (shape, dtype) in self.meta["fields"].items()}
+        self.shard_size = int(self.meta["shard_size"])
+        self.num_clips = int(self.meta["num_clips"])
+        self.num_shards = (self.num_clips + self.shard_size - 1) // self.shard_size
+        missing = [s for s in range(self.num_shards) if not (self.path / SHARDS / shard_name(s)).is_dir()]
+        if missing:
+            raise Action2SoundError(
+                f"store {self.path} is incomplete: {len(missing)} of {self.num_shards} shards missing (first "
+                f"{shard_name(missing[0])}); run `action2sound preencode` again with the same --out to finish it")
+        self.table = ClipTable.load(self.path / CLIPS_TSV)
+        if len(self.table) != self.num_clips:
+            raise Action2SoundError(f"{self.path / CLIPS_TSV} has {len(self.table)} clips, {STORE_JSON} says "
+                                    f"{self.num_clips}; the store is damaged, re-encode it")
+        self._maps: dict[tuple[int, str], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.num_clips
+
+    def __getstate__(self) -> dict:
+        # Memory maps do not travel to worker processes; each worker reopens what it reads.
+        state = self.__dict__.copy()
+        state["_maps"] = {}
+        return state
+
+    def _array(self, s: int, name: str) -> np.ndarray:
+        key = (s, name)
+        arr = self._maps.get(key)
+        if arr is None:
+            arr = np.load(self.path / SHARDS / shard_name(s) / f"{name}.npy", mmap_mode="r")
+            self._maps[key] = arr
+        return arr
+
+    def get(self, name: str, i: int) -> np.ndarray:
+        """Field `name` of clip i (a copy, in the stored dtype) -> [*shape]."""
+        if name not in self.fields:
+            raise KeyError(f"store field {name!r} not in {sorted(self.fields)}")
+        if not 0 <= i < self.num_clips:
+            raise IndexError(f"clip {i} outside the store's {self.num_clips}")
+        s, r = divmod(int(i), self.shard_size)
+        return np.array(self._array(s, name)[r])
+
+    def row(self, i: int) -> dict[str, np.ndarray]:
+        """Every field of clip i."""
+        return {name: self.get(name, i) for name in self.fields}
+
+    def column(self, name: str) -> np.ndarray:
+        """Field `name` of every clip, in store order -> [num_clips, *shape] (loaded into memory)."""
+        return np.concatenate([np.asarray(self._array(s, name)) for s in range(self.num_shards)])

@@ -1,0 +1,342 @@
+"""Weights on disk: safetensors with their config in the metadata, strict loading, and the model directory.
+
+A weights file is a safetensors file whose metadata holds ``format`` (FORMAT), ``component`` (av / vae / ldm /
+vocoder) and ``config`` (the JSON of the Preset it was built with). Loading is strict: a key the module has and
+the file lacks, a key the file has and the module lacks, or a shape that differs is an error naming the key.
+
+A MODEL DIRECTORY is what `export` writes and the pipeline reads::
+
+    model.json           {"format", "preset": Preset.to_dict(), "files": {name: {"file", "sha256"}}, "vocoder"}
+    av.safetensors       the audio-visual model: both towers and projections (retrieval + video tokens)
+    vae.safetensors      the mel AutoencoderKL (its trained scaling factor is in the preset)
+    ldm.safetensors      UNet + conditioning tokens + learned nulls (EMA weights when the run kept them)
+    vocoder.json         {"kind": "universal-hifigan"} | {"kind": "file", "file": "vocoder.safetensors"}
+                         | {"kind": "griffinlim"}
+    vocoder.safetensors  a trained HiFi-GAN generator, when there is one
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .config import Preset, preset_from_dict
+from .errors import Action2SoundError
+
+FORMAT = "action2sound/1"
+COMPONENTS = ("av", "vae", "ldm", "vocoder")
+MODEL_JSON = "model.json"
+VOCODER_JSON = "vocoder.json"
+# Kinds of vocoder reference a model directory may hold.
+VOCODER_KINDS = ("universal-hifigan", "file", "griffinlim")
+
+
+# ------------------------------------------------------------------------------------------ one weights file
+def save_weights(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], component: str, preset: Preset,
+                 dtype: torch.dtype | None = None) -> Path:
+    """Write `tensors` to a safetensors file with the preset's JSON in the metadata; returns the path.
+
+    Floating tensors are cast to `dtype` when given (fp16 for export). The write is atomic (temp + rename).
+    """
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown component {component!r}; one of {COMPONENTS}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out: dict[str, torch.Tensor] = {}
+    for name, t in tensors.items():
+        t = t.detach().to("cpu")
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        # safetensors refuses tensors that share storage (tied weights, views): give each its own copy.
+        out[name] = t.contiguous().clone()
+    meta = {"format": FORMAT, "component": component, "config": json.dumps(preset.to_dict(), sort_keys=True)}
+    tmp = path.with_name(path.name + ".partial")
+    save_file(out, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors writes owner-only files; weights are meant to be shared
+    tmp.replace(path)
+    return path
+
+
+def read_weights(path: str | os.PathLike, component: str | None = None,
+                 device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], Preset]:
+    """Read a weights file written by `save_weights` -> (tensors by name, the preset it was built with)."""
+    path = Path(path)
+    if not path.is_file():
+        raise Action2SoundError(f"weights file {path} not found; train or export the model first")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise Action2SoundError(f"{path}: not a readable safetensors file ({err}); re-export it") from None
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise Action2SoundError(f"{path}: not an action2sound weights file (no '{FORMAT}' metadata); "
+                                "convert foreign checkpoints first")
+    if component is not None and meta.get("component") != component:
+        raise Action2SoundError(f"{path}: holds the {meta.get('component')!r} component, expected {component!r}")
+    try:
+        preset = preset_from_dict(json.loads(meta["config"]))
+    except (ValueError, TypeError) as err:
+        raise Action2SoundError(f"{path}: its config metadata does not match this version ({err})") from None
+    return tensors, preset
+
+
+def load_state_strict(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    """Copy `tensors` into `module` (cast to each parameter's dtype); any key or shape mismatch is an error."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s), first {missing[:3]}")
+        if extra:
+            parts.append(f"unexpected {len(extra)} key(s), first {extra[:3]}")
+        raise Action2SoundError(f"{source}: does not match the {type(module).__name__} it is loaded into "
+                                f"({'; '.join(parts)}); was it written for another preset or version?")
+    for name, t in tensors.items():
+        if tuple(t.shape) != tuple(own[name].shape):
+            raise Action2SoundError(f"{source}: key {name!r} has shape {list(t.shape)}, the model expects "
+                                    f"{list(own[name].shape)}; was it written for another preset?")
+    module.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- building modules
+def build_component(component: str, preset: Preset) -> torch.nn.Module:
+    """A freshly initialised module of one component for a preset (the shapes a weights file must match)."""
+    if component == "av":
+        from .models.av import AVModel
+
+        return AVModel.from_preset(preset)
+    if component == "vae":
+        from .models.vae import build_vae_from_preset
+
+        return build_vae_from_preset(preset)
+    if component == "ldm":
+        from .models.ldm import LatentDiffusion
+
+        return LatentDiffusion.from_preset(preset)
+    if component == "vocoder":
+        from .models.vocoder import build_hifigan
+
+        return build_hifigan(preset.audio, preset.vocoder)
+    raise ValueError(f"unknown component {component!r}; one of {COMPONENTS}")
+
+
+def load_component(path: str | os.PathLike, component: str, device: str | torch.device = "cpu",
+                   preset: Preset | None = None) -> tuple[torch.nn.Module, Preset]:
+    """Build a component from a weights file's own config and load it strictly -> (module in eval mode, preset)."""
+    tensors, stored = read_weights(path, component)
+    module = build_component(component, preset or stored)
+    load_state_strict(module, tensors, str(path))
+    return module.to(device).eval(), stored
+
+
+def load_encoders(path: str | os.PathLike, device: str | torch.device = "cpu"
+                  ) -> tuple[torch.nn.Module, torch.nn.Module, Preset, dict[str, str]]:
+    """The frozen networks of pre-encoding from a model directory or a training run.
+
+    -> (AV model, VAE, the preset (video + av sections of the AV model, the rest of the VAE's), SHA-256 of the
+    two weights files). A run directory needs `av/weights.safetensors` and `vae/weights.safetensors`.
+    """
+    import dataclasses
+
+    path = Path(path)
+    if (path / MODEL_JSON).is_file():
+        manifest = read_model_json(path)
+        files = manifest["files"]
+        if "av" not in files:
+            raise Action2SoundError(f"{path}: this model directory has no AV model; pre-encoding needs one "
+                                    "(export a run that trained the av stage)")
+        preset = preset_from_dict(manifest["preset"])
+        av, _ = load_component(path / files["av"]["file"], "av", device, preset)
+        vae, _ = load_component(path / files["vae"]["file"], "vae", device, preset)
+        return av, vae, preset, {"av": files["av"]["sha256"], "vae": files["vae"]["sha256"]}
+    if not path.is_dir():
+        raise Action2SoundError(f"{path}: neither a model directory nor a training run folder; pass one")
+    av_file, vae_file = _stage_weights(path, "av"), _stage_weights(path, "vae")
+    for stage, f in (("av", av_file), ("vae", vae_file)):
+        if f is None:
+            raise Action2SoundError(f"{path}: no {stage}/weights.safetensors; run `action2sound train {stage} "
+                                    f"--out {path}` first (pre-encoding needs the AV model and the VAE)")
+    av, av_preset = load_component(av_file, "av", device)
+    vae, vae_preset = load_component(vae_file, "vae", device)
+    if av_preset.audio != vae_preset.audio:
+        raise Action2SoundError(f"{path}: the av stage used audio profile {av_preset.audio.name!r}, the vae stage "
+                                f"{vae_preset.audio.name!r}; train both with the same preset")
+    preset = dataclasses.replace(vae_preset, video=av_preset.video, av=av_preset.av)
+    return av, vae, preset, {"av": file_sha256(av_file), "vae": file_sha256(vae_file)}
+
+
+# ---------------------------------------------------------------------------------------- the model directory
+@dataclass(frozen=True)
+class ModelDir:
+    """The modules of an exported model directory, ready for inference (eval mode, on one device)."""
+
+    path: Path
+    preset: Preset
+    av: torch.nn.Module | None
+    vae: torch.nn.Module
+    ldm: torch.nn.Module
+    vocoder: torch.nn.Module | None  # None: Griffin-Lim
+    vocoder_kind: str
+
+
+def _stage_weights(run_dir: Path, stage: str) -> Path | None:
+    p = run_dir / stage / "weights.safetensors"
+    return p if p.is_file() else None
+
+
+def merge_presets(parts: Mapping[str, Preset]) -> Preset:
+    """One preset for a model directory from the stages' own presets; incompatible stages are an error.
+
+    The ldm stage's preset is the base; the av, vae and vocoder sections come from their own stages (the vae
+    stage sets its trained scaling factor, for instance).
+    """
+    import dataclasses
+
+    base = parts["ldm"]
+    for name, p in parts.items():
+        if p.audio != base.audio:
+            raise Action2SoundError(f"the {name} stage used audio profile {p.audio.name!r} and the ldm stage "
+                                    f"{base.audio.name!r}; train every stage with the same preset")
+    if "av" in parts:
+        if parts["av"].video != base.video or parts["av"].av != base.av:
+            raise Action2SoundError("the av stage's video/AV config differs from the one the ldm was trained on "
+                                    "(its store was encoded by another AV model); re-run preencode and ldm")
+        base = dataclasses.replace(base, av=parts["av"].av)
+    if "vae" in parts:
+        if parts["vae"].vae != base.vae:
+            raise Action2SoundError("the vae stage's VAE config (or scaling factor) differs from the one the ldm "
+                                    "was trained on; re-run preencode and ldm with this VAE")
+    if "vocoder" in parts:
+        base = dataclasses.replace(base, vocoder=parts["vocoder"].vocoder)
+    return base
+
+
+def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, fp16: bool = True) -> Path:
+    """Collect a training run's stages into a model directory (see the module docstring); returns its path.
+
+    Needs `RUN/vae` and `RUN/ldm`; `RUN/av` (retrieval) and `RUN/vocoder` are optional. Without a trained
+    vocoder the reference is the universal HiFi-GAN when the profile is `universal22k`, else Griffin-Lim.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if not run_dir.is_dir():
+        raise Action2SoundError(f"run directory {run_dir} not found; pass the --out folder of `train`")
+    found = {s: _stage_weights(run_dir, s) for s in COMPONENTS}
+    for need in ("vae", "ldm"):
+        if found[need] is None:
+            raise Action2SoundError(f"{run_dir}: no {need}/weights.safetensors; run `action2sound train {need}` "
+                                    f"with --out {run_dir} first")
+    loaded = {s: read_weights(p, s) for s, p in found.items() if p is not None}
+    preset = merge_presets({s: pr for s, (_, pr) in loaded.items()})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if fp16 else None
+    files: dict[str, dict[str, str]] = {}
+    for name in ("av", "vae", "ldm", "vocoder"):
+        if name not in loaded:
+            continue
+        tensors, _ = loaded[name]
+        # Check the weights against the merged preset before writing them: export never writes a model
+        # directory that would not load.
+        load_state_strict(build_component(name, preset), tensors, str(found[name]))
+        target = out_dir / f"{name}.safetensors"
+        save_weights(target, tensors, name, preset, dtype=dtype)
+        files[name] = {"file": target.name, "sha256": file_sha256(target)}
+    if "vocoder" in loaded:
+        vocoder = {"kind": "file", "file": "vocoder.safetensors"}
+    elif preset.audio.name == "universal22k":
+        vocoder = {"kind": "universal-hifigan"}
+    else:
+        vocoder = {"kind": "griffinlim"}
+    (out_dir / VOCODER_JSON).write_text(json.dumps(vocoder, indent=1) + "\n")
+    files["vocoder.json"] = {"file": VOCODER_JSON, "sha256": file_sha256(out_dir / VOCODER_JSON)}
+    stale = out_dir / "vocoder.safetensors"
+    if "vocoder" not in loaded and stale.exists():
+        stale.unlink()  # a re-export without a trained vocoder must not leave an old one behind
+    manifest = {"format": FORMAT, "preset": preset.to_dict(), "files": files, "vocoder": vocoder,
+                "source_run": run_dir.name}
+    tmp = out_dir / (MODEL_JSON + ".partial")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    tmp.replace(out_dir / MODEL_JSON)
+    return out_dir
+
+
+def read_model_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed model.json of a model directory (errors name the directory and the fix)."""
+    path = Path(path)
+    mj = path / MODEL_JSON
+    if not mj.is_file():
+        raise Action2SoundError(f"{path}: not a model directory (no {MODEL_JSON}); make one with "
+                                "`action2sound export RUN --out DIR`")
+    try:
+        manifest = json.loads(mj.read_text())
+    except json.JSONDecodeError as err:
+        raise Action2SoundError(f"{mj}: not valid JSON ({err}); re-export the model") from None
+    if manifest.get("format") != FORMAT:
+        raise Action2SoundError(f"{mj}: format {manifest.get('format')!r}, expected {FORMAT!r}; re-export")
+    return manifest
+
+
+def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True,
+                   components: tuple[str, ...] = COMPONENTS) -> ModelDir:
+    """Load an exported model directory strictly (file hashes checked when `verify`) -> ModelDir.
+
+    `components` limits what is built (e.g. ("av", "vae") for pre-encoding); vae and ldm are always loaded.
+    """
+    path = Path(path)
+    manifest = read_model_json(path)
+    preset = preset_from_dict(manifest["preset"])
+    files = manifest.get("files", {})
+    if verify:
+        for name, entry in files.items():
+            f = path / entry["file"]
+            if not f.is_file():
+                raise Action2SoundError(f"{path}: {entry['file']} is missing; re-export the model directory")
+            if file_sha256(f) != entry["sha256"]:
+                raise Action2SoundError(f"{f}: its SHA-256 differs from {MODEL_JSON}; the file was changed or "
+                                        "damaged, re-export the model directory")
+    modules: dict[str, torch.nn.Module | None] = {}
+    for name in ("av", "vae", "ldm"):
+        if name not in files:
+            if name in ("vae", "ldm"):
+                raise Action2SoundError(f"{path}: {MODEL_JSON} lists no {name}; re-export the model directory")
+            modules[name] = None
+            continue
+        if name not in components and name not in ("vae", "ldm"):
+            modules[name] = None
+            continue
+        modules[name], _ = load_component(path / files[name]["file"], name, device, preset=preset)
+    vocoder_ref = manifest.get("vocoder", {"kind": "griffinlim"})
+    kind = vocoder_ref.get("kind")
+    if kind not in VOCODER_KINDS:
+        raise Action2SoundError(f"{path}: unknown vocoder kind {kind!r}; one of {VOCODER_KINDS}")
+    vocoder = None
+    if "vocoder" in components:
+        if kind == "file":
+            vocoder, _ = load_component(path / vocoder_ref["file"], "vocoder", device, preset=preset)
+        elif kind == "universal-hifigan":
+            from .models.vocoder import load_universal_hifigan
+
+            vocoder = load_universal_hifigan().to(device).eval()
+    return ModelDir(path=path, preset=preset, av=modules["av"], vae=modules["vae"], ldm=modules["ldm"],
+                    vocoder=vocoder, vocoder_kind=kind)
+
