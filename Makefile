@@ -21,7 +21,7 @@ demo: venv
 	$(VENV)/bin/action2sound demo --out out/demo
 
 test: venv
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 test-all: venv
 	$(PY) -m pytest -q -m ""

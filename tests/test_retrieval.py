@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from action2sound.errors import Action2SoundError
+from action2sound.levels import ambient_level_db
 from action2sound.retrieval import (
-    AudioIndex, IndexMeta, Hit, IndexEntry, ambient_level_db, default_nlist,
+    AudioIndex, IndexMeta, Hit, IndexEntry, default_nlist,
 )
 
 KINDS = ("exact", "ivf", "hnsw")

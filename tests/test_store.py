@@ -14,7 +14,7 @@ from action2sound.data.store import ClipDataset, ClipEncoder, Store, frames_to_p
 from action2sound.errors import Action2SoundError
 from action2sound.models.av import AVModel
 from action2sound.models.vae import build_vae_from_preset
-from action2sound.retrieval import ambient_level_db
+from action2sound.levels import ambient_level_db
 from action2sound.training.data import load_clip_table
 
 FIELDS = {"video_tokens": ((4, 32), np.float16), "video_emb": ((32,), np.float32), "audio_emb": ((32,), np.float32),

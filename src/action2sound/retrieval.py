@@ -44,20 +44,6 @@ _SPACE_FILES = {"audio": "audio.faiss", "video": "video.faiss"}
 _STRING_COLUMNS = ("clip_id", "video_id", "media_path")
 _FLOAT_COLUMNS = ("media_start", "media_end", "ambient_db")
 # Floor of the ambient level: digital silence reads as -120 dB rather than -inf, so levels stay sortable.
-_SILENCE_DB = -120.0
-
-
-def ambient_level_db(wave: np.ndarray, sample_rate: int, window_s: float = 0.5) -> float:
-    """Ambient level of a mono wave [T]: mean energy of its quietest `window_s` window, in dB re full scale."""
-    x = np.asarray(wave, dtype=np.float64).reshape(-1)
-    if x.size == 0:
-        raise Action2SoundError("ambient_level_db got an empty wave; pass at least one sample")
-    n = max(1, min(x.size, int(round(window_s * sample_rate))))
-    # Every window start, not a hop grid: a cumulative sum makes all T - n + 1 window energies O(T). Its
-    # float64 rounding error, ~1e-16 x the wave's total energy / n, stays below the -120 dB floor up to hours.
-    c = np.concatenate([[0.0], np.cumsum(x * x)])
-    energy = (c[n:] - c[:-n]) / n
-    return float(max(10.0 * math.log10(max(float(energy.min()), 1e-30)), _SILENCE_DB))
 
 
 @dataclass(frozen=True)

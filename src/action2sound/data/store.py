@@ -140,7 +140,7 @@ class ClipEncoder:
     @torch.no_grad()
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         from ..models.vae import encode_mel
-        from ..retrieval import ambient_level_db
+        from ..levels import ambient_level_db
 
         dev = self.device
         # Autocast on GPU only: bf16 halves the ViT's cost; the CPU path stays fp32 and exact.
