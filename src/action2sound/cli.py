@@ -165,9 +165,10 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one stage (av, vae, vocoder, ldm) into a run folder")
-    p.add_argument("stage", choices=["av", "vae", "vocoder", "ldm"])
+    p.add_argument("stage", choices=["av", "vae", "vocoder", "ldm", "sync"],
+                   help="sync: the AV-Sync classifier of `evaluate` (uses the preset's train.av settings)")
     p.add_argument("--preset", default="tiny", help="tiny (CPU, seconds), small, or paper (default tiny)")
-    p.add_argument("--data", help="av/vae/vocoder: a clip table, an Ego4D-Sounds TSV or a benchmark folder; "
+    p.add_argument("--data", help="av/vae/vocoder/sync: a clip table, an Ego4D-Sounds TSV or a benchmark folder; "
                                   "ldm: a store folder (`preencode`)")
     p.add_argument("--out", required=True, help="run folder; the stage writes RUN/<stage>/")
     p.add_argument("--resume", action="store_true", help="continue RUN/<stage> from its last checkpoint")
@@ -294,6 +295,67 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_index_build)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import warnings
+
+    from .evaluation.runner import EvalSettings, evaluate, markdown_table
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    weights = {"vggish": args.vggish, "panns": args.panns}.get(args.fad_embedder)
+    settings = EvalSettings(
+        model=args.model, data=args.data, out=args.out, ambient=args.ambient, baseline=args.baseline,
+        vocoder=args.vocoder, seeds=args.seeds, limit=args.limit, split=args.split, steps=args.steps,
+        index=args.index, sync=args.sync, fad_embedder=args.fad_embedder, fad_weights=weights, device=args.device,
+        batch_size=args.batch_size, label=args.label, progress=not args.quiet)
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda msg, *a, **k: print(f"action2sound: warning: {msg}", file=sys.stderr)
+        report = evaluate(settings)
+    print(f"evaluated {report.summary['clips']} clips x {len(report.summary['seeds'])} seeds: {report.done} new "
+          f"outputs, {report.skipped} already done, {report.failed} failed")
+    print(markdown_table([report.summary]), end="")
+    print(report.out)
+
+
+def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="generate for a test set and measure it (FAD, AV-Sync, benchmark metrics); "
+                                        "resumable")
+    p.add_argument("--model", required=True, help="model directory (`action2sound export`)")
+    p.add_argument("--data", required=True, help="a benchmark folder, a store folder, a clip table or an "
+                                                 "Ego4D-Sounds TSV")
+    p.add_argument("--out", required=True, help="report folder: records.jsonl, summary.json, results.md, plots; "
+                                                "rerun the same command to resume")
+    p.add_argument("--ambient", default="retrieved",
+                   help="retrieved (default), quiet, none, random (a random clip of another video: the paper's "
+                        "ablation) or an audio/video FILE")
+    p.add_argument("--baseline", default="none", choices=["none", "retrieval", "groundtruth"],
+                   help="none: the model (default); retrieval: the retrieved clip's audio as the output; "
+                        "groundtruth: the clip's own audio")
+    p.add_argument("--vocoder", default="auto", choices=["auto", "griffinlim"],
+                   help="auto: the model's vocoder (default); griffinlim: the paper's Griffin-Lim ablation")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per clip (default 1)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N clips")
+    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],
+                   help="which clips (default test; a table without that split is used whole)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    p.add_argument("--index", help="retrieval index folder (default MODEL/index)")
+    p.add_argument("--sync", help="AV-Sync classifier weights (`train sync`: RUN/sync/weights.safetensors); "
+                                  "without it AV-Sync is not measured")
+    p.add_argument("--fad-embedder", default="aisfx", choices=["aisfx", "av", "vggish", "panns", "none"],
+                   help="aisfx (default; pip install --no-deps aisfx==0.1.2), av (the model's audio tower), "
+                        "vggish / panns (with --vggish / --panns), none")
+    p.add_argument("--vggish", help="a VGGish state dict file (torchvggish keys) for --fad-embedder vggish")
+    p.add_argument("--panns", help="a PANNs Cnn14 checkpoint file for --fad-embedder panns")
+    p.add_argument("--label", help="the run's name in the results table (default: from the settings)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per generation call (default 8)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="action2sound",
@@ -347,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert_commands(sub)
     _add_training_commands(sub)
     _add_generate_commands(sub)
+    _add_evaluation_commands(sub)
     return parser
 
 

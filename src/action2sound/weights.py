@@ -34,6 +34,8 @@ from .errors import Action2SoundError
 
 FORMAT = "action2sound/1"
 COMPONENTS = ("av", "vae", "ldm", "vocoder")
+# Weights files that are not part of a model directory: the AV-Sync classifier of evaluation (`train sync`).
+EXTRA_COMPONENTS = ("sync",)
 MODEL_JSON = "model.json"
 VOCODER_JSON = "vocoder.json"
 # Kinds of vocoder reference a model directory may hold.
@@ -47,8 +49,8 @@ def save_weights(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], c
 
     Floating tensors are cast to `dtype` when given (fp16 for export). The write is atomic (temp + rename).
     """
-    if component not in COMPONENTS:
-        raise ValueError(f"unknown component {component!r}; one of {COMPONENTS}")
+    if component not in COMPONENTS + EXTRA_COMPONENTS:
+        raise ValueError(f"unknown component {component!r}; one of {COMPONENTS + EXTRA_COMPONENTS}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out: dict[str, torch.Tensor] = {}

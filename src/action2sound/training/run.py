@@ -32,7 +32,7 @@ from ..config import Preset, override, preset_from_dict
 from ..config import preset as get_preset
 from ..errors import Action2SoundError
 
-STAGES = ("av", "vae", "vocoder", "ldm")
+STAGES = ("av", "vae", "vocoder", "ldm", "sync")
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,10 @@ def train(
     sample_every: int | None = None, log_every: int = 10, val_clips: int = 64, neighbours_k: int = 10,
     same_video: int = 2, progress: bool = True, keep_checkpoints: int = 3, cache_mb: int = 512,
 ) -> TrainResult:
-    """Train one stage ("av", "vae", "vocoder" or "ldm") into `out/<stage>`; returns a TrainResult.
+    """Train one stage ("av", "vae", "vocoder", "ldm" or "sync") into `out/<stage>`; returns a TrainResult.
 
-    data: av / vae / vocoder: a clip table, an Ego4D-Sounds TSV or a benchmark folder; ldm: a store folder.
+    sync (the AV-Sync classifier of evaluation) uses the preset's av optimiser section (`train.av.*`).
+    data: av / vae / vocoder / sync: a clip table, an Ego4D-Sounds TSV or a benchmark folder; ldm: a store folder.
     overrides: "key.sub=value" strings on the Preset, e.g. "train.ldm.lr=3e-4", "diffusion.p_drop_audio=0.2".
     devices, nodes: GPUs per node and nodes (DDP when more than one in all; on a CPU, processes, for debugging).
     max_steps: training batches in total (overrides the preset's max_steps / epochs).
@@ -166,13 +167,18 @@ def train(
 
         table = load_clip_table(data)
         train_table, val_table = split_train_val(table, val_clips)
-        frames = stage == "av"
-        train_set = ClipDataset(train_table, p, frames=frames, audio=True, cache_bytes=cache_mb << 20)
-        val_set = ClipDataset(val_table, p, frames=frames, audio=True, cache_bytes=cache_mb << 20) \
+        frames = stage in ("av", "sync")
+        decode = p
+        if stage == "sync":
+            from ..evaluation.sync import data_preset
+
+            decode = data_preset(p)  # twice the frames: T for each half clip
+        train_set = ClipDataset(train_table, decode, frames=frames, audio=True, cache_bytes=cache_mb << 20)
+        val_set = ClipDataset(val_table, decode, frames=frames, audio=True, cache_bytes=cache_mb << 20) \
             if len(val_table) else None
-        if stage == "av":
+        if stage in ("av", "sync"):
             groups, group_size = train_set.video_codes, same_video
-    cfg = getattr(p.train, stage)
+    cfg = p.train.av if stage == "sync" else getattr(p.train, stage)
     n_train = len(train_set)
     if n_train == 0:
         raise Action2SoundError(f"--data {data}: no training clips")
@@ -289,6 +295,10 @@ def _make_module(stage: str, p: Preset, cfg, seed: int, n_train: int, out: Path,
         from .vocoder import VocoderStage
 
         return VocoderStage(p, cfg, seed, n_train)
+    if stage == "sync":
+        from .sync import SyncStage
+
+        return SyncStage(p, cfg, seed, n_train)
     from torch.utils.data import default_collate
 
     from .ldm import LDMStage
