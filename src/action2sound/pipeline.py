@@ -640,7 +640,7 @@ class Pipeline:
         from . import media
 
         if r.latents is not None:
-            mean = torch.from_numpy(np.asarray(r.latents[row], dtype=np.float32))
+            mean = torch.from_numpy(np.array(r.latents[row], dtype=np.float32))  # a copy: the index is memory-mapped
             return (mean * self.preset.vae.scaling_factor).to(self.device), "index"
         srow = r.store_row(row)
         if srow is not None:
