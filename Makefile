@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The CPU build here; a GPU user sets e.g. TORCH_SPEC="torch==2.13.0" with their own index, or installs torch first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test test-all default-model clean
+.PHONY: venv demo test test-all default-model results clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-all: venv
 # Retrain the embedded default model (small preset on the procedural benchmark; ~45 min on 2 CPU cores).
 default-model: venv
 	scripts/default_model.sh
+
+# The reproduction study (docs/RESULTS.md); needs the runs of default-model.
+results: venv
+	scripts/results.sh
 
 clean:
 	rm -rf out .pytest_cache
