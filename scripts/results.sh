@@ -39,8 +39,10 @@ mkdir -p "$VO" && ln -sfn "$(realpath "$RUN/av")" "$VO/av" && ln -sfn "$(realpat
 [ -f "$VO/ldm/summary.json" ] || $A2S train ldm --preset small --data "$RUN/store" --out "$VO" --max-steps 1500 \
   --checkpoint-every 250 --set cond.use_audio=false --quiet $( [ -f "$VO/ldm/checkpoints/last.ckpt" ] && echo --resume )
 [ -f "$STUDY/videoonly_model/model.json" ] || $A2S export "$VO" --out "$STUDY/videoonly_model"
+[ -f "$STUDY/videoonly_model/index/index.json" ] || \
+  $A2S index build --store "$RUN/store" --model "$STUDY/videoonly_model" --out "$STUDY/videoonly_model/index"
 
-ev "without audio condition" --model "$STUDY/videoonly_model" --ambient none --index "$MODEL/index"
+ev "without audio condition" --model "$STUDY/videoonly_model" --ambient none
 
 .venv/bin/python - "$STUDY" <<'PY'
 import json, sys
