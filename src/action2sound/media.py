@@ -659,6 +659,18 @@ def _video_end(path: str | os.PathLike) -> float:
     return end
 
 
+def video_duration(path: str | os.PathLike) -> float:
+    """Seconds of the first video stream: its duration, else the span of its frames. mux_audio's track length."""
+    with _open(path) as c:
+        if not c.streams.video:
+            raise _fail(path, "has no video stream", "pass a video file")
+        vs = c.streams.video[0]
+        if vs.duration is not None and vs.time_base is not None:
+            return float(vs.duration * vs.time_base)
+        origin = _origin(c)  # mkv, webm, ts: no per-stream duration, and the container's may be the audio's
+    return _video_end(path) - origin
+
+
 def mux_audio(
     video_path: str | os.PathLike, wave: np.ndarray, sample_rate: int, out_path: str | os.PathLike,
     keep_original_audio: Literal["replace", "mix", "add"] = "replace",
@@ -679,11 +691,7 @@ def mux_audio(
             raise _fail(video_path, "has no video stream", "pass a video file to mux the audio into")
         vs = src.streams.video[0]
         v_start = _origin(src)  # the video stream's start: t = 0 of this module's timeline
-        if vs.duration is not None and vs.time_base is not None:
-            v_dur = float(vs.duration * vs.time_base)
-        else:  # mkv, webm, ts: no per-stream duration, and the container's may be the audio's
-            v_dur = _video_end(video_path) - v_start
-        n = int(round(v_dur * sample_rate))
+        n = int(round(video_duration(video_path) * sample_rate))
         track = np.zeros(n, dtype=np.float32)
         track[: min(n, wave.size)] = wave[:n]
         src_audio = src.streams.audio[0] if src.streams.audio else None

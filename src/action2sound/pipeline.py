@@ -169,36 +169,13 @@ def assemble_windows(waves: Sequence[np.ndarray], starts: Sequence[int], total: 
 
 # ============================================================================================== media helpers
 def video_duration(path: str | os.PathLike) -> float:
-    """Seconds of the first video stream, measured as `media.mux_audio` does (stream duration, else packets)."""
-    import av
-
+    """Seconds of the first video stream, the length `media.mux_audio` gives the generated track."""
     from . import media
 
-    media.probe(path)  # every unreadable-file case becomes an Action2SoundError naming the file
-    try:
-        with av.open(os.fspath(path)) as c:
-            if not c.streams.video:
-                raise Action2SoundError(f"{os.fspath(path)}: has no video stream; generate needs a video "
-                                        "(for an audio file, use it as --ambient instead)")
-            vs = c.streams.video[0]
-            if vs.duration is not None and vs.time_base is not None:
-                return float(vs.duration * vs.time_base)
-            # mkv / webm / ts give no per-stream duration: the last frame's end minus the first frame's start.
-            rate = vs.average_rate or vs.guessed_rate or 25
-            first, end = math.inf, -math.inf
-            for pkt in c.demux(vs):
-                if pkt.pts is None:
-                    continue
-                t = float(pkt.pts * pkt.time_base)
-                shown = float(pkt.duration * pkt.time_base) if pkt.duration else 1.0 / float(rate)
-                first, end = min(first, t), max(end, t + shown)
-            if not math.isfinite(end):
-                raise Action2SoundError(f"{os.fspath(path)}: its video stream has no timestamps; remux it (e.g. "
-                                        "to mp4) first")
-            start = float(vs.start_time * vs.time_base) if vs.start_time is not None else first
-            return end - start
-    except av.error.FFmpegError as exc:
-        raise Action2SoundError(f"{os.fspath(path)}: is truncated or corrupt ({exc.strerror}); re-export it") from None
+    if not media.probe(path).has_video:  # probe turns every unreadable-file case into a one-line error
+        raise Action2SoundError(f"{os.fspath(path)}: has no video stream; generate needs a video "
+                                "(for an audio file, use it as --ambient instead)")
+    return media.video_duration(path)
 
 
 def _batched(items: Sequence, size: int) -> Iterator[Sequence]:
