@@ -40,7 +40,7 @@ def render_png(out_png: str | os.PathLike, video: str | os.PathLike, audio: np.n
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from .data.contact_sheet import log_mel_db
+    from .data.contact_sheet import draw_frame_strip, log_mel_db
     from .media import probe, read_frames_at
 
     prof = audio_profile(profile)
@@ -63,14 +63,7 @@ def render_png(out_png: str | os.PathLike, video: str | os.PathLike, audio: np.n
     gs = fig.add_gridspec(2, 1, height_ratios=[_STRIP_IN, _SPEC_IN], hspace=0.06, left=0.06, right=0.99,
                           top=0.92, bottom=0.12)
     ax_f, ax_m = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
-    slot = duration / len(times)
-    for img, t in zip(thumbs, times):
-        ax_f.imshow(img, extent=(t - slot / 2, t + slot / 2, 0, 1), aspect="auto", interpolation="bilinear")
-    ax_f.set_xlim(0, duration)
-    ax_f.set_ylim(0, 1)
-    ax_f.set_yticks([])
-    ax_f.set_xticks(times)
-    ax_f.tick_params(labelbottom=False, length=3)
+    draw_frame_strip(ax_f, thumbs, times, duration)
 
     mel = log_mel_db(audio, prof)
     ax_m.imshow(mel, origin="lower", aspect="auto", cmap="magma",

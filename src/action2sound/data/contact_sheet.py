@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,18 @@ def _envelope(x: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def draw_frame_strip(ax, thumbs: Sequence[np.ndarray], times: Sequence[float], duration: float) -> None:
+    """Draw thumbnails [H,W,3] centred on their times (s) along a [0, duration] axis shared with the plots below."""
+    slot = duration / len(times)
+    for img, t in zip(thumbs, times):
+        ax.imshow(img, extent=(t - slot / 2, t + slot / 2, 0, 1), aspect="auto", interpolation="bilinear")
+    ax.set_xlim(0, duration)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_xticks(times)
+    ax.tick_params(labelbottom=False, length=3)
+
+
 def log_mel_db(audio: np.ndarray, profile: AudioProfile) -> np.ndarray:
     """A plain log-mel picture of any length: dB re. the peak, floored at -80 -> float32 [n_mels, frames]."""
     import librosa
@@ -137,14 +150,7 @@ def contact_sheet(
     gs = fig.add_gridspec(3, 1, height_ratios=[thumb_h, 1.4, 2.2], hspace=0.08, left=0.06, right=0.99,
                           top=0.93, bottom=0.08)
     ax_f, ax_w, ax_m = (fig.add_subplot(gs[i]) for i in range(3))
-    slot = duration / num_frames
-    for img, t in zip(thumbs, times):
-        ax_f.imshow(img, extent=(t - slot / 2, t + slot / 2, 0, 1), aspect="auto", interpolation="bilinear")
-    ax_f.set_xlim(0, duration)
-    ax_f.set_ylim(0, 1)
-    ax_f.set_yticks([])
-    ax_f.set_xticks(times)
-    ax_f.tick_params(labelbottom=False, length=3)
+    draw_frame_strip(ax_f, thumbs, times, duration)
 
     bins = 1500
     t_bins = (np.arange(bins) + 0.5) * (audio.size / prof.sample_rate) / bins
