@@ -163,6 +163,33 @@ def test_audio_is_mono_mean_of_channels(tmp_path):
     assert np.abs(np.delete(x, [100, 200])).max() == 0
 
 
+def test_resample_keeps_a_tone_and_its_timing():
+    rate_in, rate_out = 16_000, 22_050
+    t = np.arange(rate_in) / rate_in
+    tone = np.sin(2 * np.pi * 1000.0 * t)  # float64 in: taken as float32, as every caller gets
+    y = media.resample(tone, rate_in, rate_out)
+    assert y.dtype == np.float32 and y.shape == (rate_out,)
+    assert np.array_equal(y, media.resample(tone.astype(np.float32), rate_in, rate_out))
+    # Output sample j sits at input time j / rate_out (soxr removes its filter delay): away from the edges
+    # the resampled tone is the tone sampled at the new rate.
+    want = np.sin(2 * np.pi * 1000.0 * np.arange(rate_out) / rate_out)
+    assert np.abs(y[500:-500] - want[500:-500]).max() < 1e-3
+    same = media.resample(tone[:, None], rate_in, rate_in)  # [T, 1] reads as mono [T]; equal rates copy nothing new
+    assert same.shape == (rate_in,) and np.array_equal(same, tone.astype(np.float32))
+    with pytest.raises(Action2SoundError, match="mono"):
+        media.resample(np.zeros((100, 2)), rate_in, rate_out)
+
+
+def test_the_extension_lists_cover_what_we_read():
+    audio_tested = {".wav", ".flac", ".ogg", ".mp3", ".m4a"}  # test_audio_only_files
+    video_tested = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts"}  # test_other_containers and the rest
+    assert audio_tested <= set(media.AUDIO_EXTENSIONS) and video_tested <= set(media.VIDEO_EXTENSIONS)
+    assert media.VIDEO_EXTENSIONS[0] == ".mp4"  # looked up by stem in this order: EPIC ships .MP4
+    every = media.VIDEO_EXTENSIONS + media.AUDIO_EXTENSIONS
+    assert len(set(every)) == len(every) and all(e == e.lower() and e.startswith(".") for e in every)
+    assert set(media.AUDIO_WRITE_EXTENSIONS) <= set(media.AUDIO_EXTENSIONS)
+
+
 @pytest.mark.parametrize("name,codec,rate,tol", [
     ("a.wav", None, SR, 0), ("a.flac", None, SR, 0), ("a.ogg", "libopus", 48_000, CLICK_TOL),
     ("a.mp3", "libmp3lame", 44_100, CLICK_TOL),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Action2SoundError
+from .media import VIDEO_EXTENSIONS
 from .pipeline import GenerateOptions, GenerationResult, Pipeline, load_pipeline
 
 __all__ = ["Action2Sound", "GenerateOptions", "GenerationResult"]
@@ -75,9 +76,6 @@ def make_options(**options: Any) -> GenerateOptions:
 
 
 # ================================================================================================ batches
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
-
-
 @dataclass(frozen=True)
 class BatchReport:
     """What one batch run did: generated, skipped (outputs exist) and failed inputs."""

@@ -40,6 +40,13 @@ ResizeMode = Literal["squash", "center_crop"]
 RESIZE_MODES = ("squash", "center_crop")
 MUX_MODES = ("replace", "mix", "add")
 
+# The one list of file extensions (lower case) the package treats as media when it scans folders. Every one
+# opens through FFmpeg; the order matters where a name is looked up by stem (mp4 first: EPIC ships .MP4).
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aiff", ".aif")
+# What write_audio writes (soundfile, 16-bit PCM).
+AUDIO_WRITE_EXTENSIONS = (".wav", ".flac")
+
 # Magic bytes of containers we read: a file that starts like one of these but will not open is damaged,
 # not "something else".
 _SIGNATURES = (
@@ -417,11 +424,22 @@ def _decode_audio_span(path, t0: float, t1: float | None, margin: float | None):
         return buf, rate
 
 
-def _resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Mono wave [T] at rate_in -> float32 [round(T * rate_out / rate_in)] (soxr, high quality).
+
+    The package's one resampler. The input is taken as float32 first, so float64 and float32 callers get
+    the same samples; an array of shape [T, 1] or [1, T] is read as [T].
+    """
+    wave = np.asarray(x, dtype=np.float32)
+    if wave.ndim != 1:
+        if sum(d > 1 for d in wave.shape) > 1:
+            raise Action2SoundError(f"resample takes mono audio [samples], got shape {wave.shape}; "
+                                    "average the channels first")
+        wave = wave.reshape(-1)
     if rate_in == rate_out:
-        return x.astype(np.float32, copy=False)
+        return wave
     # soxr compensates its filter delay, so output sample j sits at input time j / rate_out.
-    return soxr.resample(x, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
+    return soxr.resample(wave, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
 
 
 def _has_audio(path, required: bool) -> bool:
@@ -448,7 +466,7 @@ def read_audio(
         if got is not None:
             break
     x, rate = got
-    y = _resample(x, rate, sample_rate)
+    y = resample(x, rate, sample_rate)
     j0 = int(round(pad * sample_rate))
     out = np.zeros(n, dtype=np.float32)
     seg = y[j0 : j0 + n]
@@ -460,7 +478,7 @@ def read_audio_file(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """The whole audio track from t = 0, mono, resampled to sample_rate -> float32 [samples]."""
     _has_audio(path, required=True)
     x, rate = _decode_audio_span(path, 0.0, None, margin=None)
-    return _resample(x, rate, sample_rate)
+    return resample(x, rate, sample_rate)
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -498,8 +516,9 @@ def _encoder_errors(path: str | os.PathLike) -> Iterator[None]:
 def write_audio(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> None:
     """Write float audio [samples] or [samples, channels] in [-1, 1] as 16-bit wav or flac (by extension)."""
     ext = Path(path).suffix.lower()
-    if ext not in (".wav", ".flac"):
-        raise Action2SoundError(f"{os.fspath(path)}: can only write .wav or .flac; change the extension")
+    if ext not in AUDIO_WRITE_EXTENSIONS:
+        raise Action2SoundError(f"{os.fspath(path)}: can only write {' or '.join(AUDIO_WRITE_EXTENSIONS)}; "
+                                "change the extension")
     wave = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
     with _atomic_path(path) as tmp:
         soundfile.write(tmp, wave, int(sample_rate), subtype="PCM_16", format=ext[1:].upper())

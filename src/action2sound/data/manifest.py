@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import IO, overload
 
 from ..errors import Action2SoundError
+from ..media import VIDEO_EXTENSIONS, video_duration
 
 SPLITS = ("train", "val", "test")
 SOURCES = ("ego4d", "epic", "folder")
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
 TABLE_COLUMNS = (
     "clip_id", "video_id", "media_path", "media_start", "media_end", "video_start", "video_end",
     "text", "verb", "noun", "split", "source",
@@ -491,13 +491,6 @@ def parse_timestamp(value: str) -> float:
     if not math.isfinite(last) or last < 0 or (len(parts) > 1 and last >= 60):
         raise ValueError(f"bad timestamp {value!r}")
     return seconds * 60 + last if len(parts) > 1 else last
-
-
-def video_duration(path: str) -> float:
-    """Duration of a media file in seconds (one indirection so tests and callers can substitute a probe)."""
-    from .. import media
-
-    return float(media.probe(path).duration)
 
 
 def _find_video(video_root: str, participant: str, video_id: str, listing: _DirIndex) -> str | None:

@@ -75,7 +75,7 @@ def detect_onsets(wave: np.ndarray, sr: int = ANALYSIS_RATE, rise_db: float = ON
     stays. Its time is the frame's centre minus half a hop (the rise happened between the two frames).
     Digital silence has no onsets.
     """
-    from .embedders import resample
+    from ..media import resample
 
     x = resample(wave, sr, ANALYSIS_RATE).astype(np.float64)
     if x.size == 0 or not np.any(x):
@@ -240,7 +240,7 @@ def kind_features(segment: np.ndarray, sr: int = ANALYSIS_RATE) -> np.ndarray:
 
     Relative to the segment's loudest bin, so the features describe timbre and decay, not loudness.
     """
-    from .embedders import resample
+    from ..media import resample
 
     s = _log_mel(resample(segment, sr, ANALYSIS_RATE), ANALYSIS_RATE)
     s = np.maximum(s - s.max(), -80.0)

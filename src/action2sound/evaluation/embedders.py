@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import Action2SoundError
+from ..media import resample
 
 EMBEDDERS = ("aisfx", "av", "vggish", "panns")
 AISFX_INSTALL = "pip install --no-deps aisfx==0.1.2"
@@ -41,16 +42,6 @@ class Embedder(Protocol):
     sample_rate: int
 
     def embed(self, wave: np.ndarray) -> np.ndarray: ...
-
-
-def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Mono wave [T] at rate_in -> float32 [round(T * rate_out / rate_in)] (soxr, high quality)."""
-    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
-    if rate_in == rate_out:
-        return wave
-    import soxr
-
-    return soxr.resample(wave, rate_in, rate_out, quality="HQ").astype(np.float32)
 
 
 def embed_waves(embedder: Embedder, waves: list[np.ndarray], sample_rate: int) -> list[np.ndarray]:

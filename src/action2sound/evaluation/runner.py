@@ -217,7 +217,7 @@ class Measurer:
         events, stem, stem_rate = None, None, self.rate
         if item.groundtruth is not None:
             gt = load_clip_groundtruth(item.groundtruth)
-            from .embedders import resample
+            from ..media import resample
 
             wave = fit_wave(resample(gt.mix, gt.sample_rate, self.rate), self.preset.audio)
             events, stem, stem_rate = gt.events, gt.action, gt.sample_rate
@@ -238,7 +238,8 @@ class Measurer:
     def measure(self, ctx: ClipContext, wave: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Metrics of one output wave [num_samples] at the model's rate -> (record fields, arrays to save)."""
         from ..levels import ambient_level_db
-        from .embedders import audio_embedding, resample
+        from ..media import resample
+        from .embedders import audio_embedding
 
         rec: dict[str, Any] = {}
         arrays: dict[str, np.ndarray] = {}
