@@ -1,10 +1,11 @@
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import torch
 
-from action2sound.config import PAPER_AUDIO, UNIVERSAL22K_AUDIO
+from action2sound.config import PAPER_AUDIO, UNIVERSAL22K_AUDIO, override, preset
 from action2sound.mel import (
     MelTransform, crop_frames, fit_wave, mel_to_vocoder_input, mel_to_wave_griffinlim, wave_to_mel,
 )
@@ -53,7 +54,6 @@ def test_torch_twin_matches_numpy(profile):
 
 def test_universal_hifigan_log_mel_is_the_generators_transform():
     # HiFi-GAN's mel: log(clamp(basis @ sqrt(|X|^2 + 1e-9), 1e-5)) with (n_fft-hop)/2 reflect padding.
-    import librosa
     p = UNIVERSAL22K_AUDIO
     wave = _chirp(p) + 0.05 * np.random.default_rng(0).standard_normal(p.num_samples).astype(np.float32)
     pad = (p.n_fft - p.hop) // 2
@@ -84,3 +84,28 @@ def test_griffinlim_round_trip_keeps_the_spectrum():
     assert rec.shape == (p.num_samples,)
     err = np.abs(wave_to_mel(rec, p) - mel)[:, : p.num_frames].mean()
     assert err < 0.06, err
+
+
+@pytest.mark.parametrize("assignment", ["audio.fmax=4000", "audio.n_mels=64"])
+def test_filterbank_follows_the_profiles_values_not_its_name(assignment):
+    # `--set audio.fmax=...` keeps the profile's name ("paper"): the filterbank must follow the values.
+    changed = override(preset("paper"), [assignment]).audio
+    assert changed.name == PAPER_AUDIO.name and changed != PAPER_AUDIO
+    p = changed
+    wave = _chirp(p) + 0.05 * np.random.default_rng(0).standard_normal(p.num_samples).astype(np.float32)
+    # The paper transform written out with librosa: centred reflect-padded STFT, |X|, Slaney mel, dB scale.
+    spec = librosa.stft(wave.astype(np.float64), n_fft=p.n_fft, hop_length=p.hop, win_length=p.win,
+                        center=True, pad_mode="reflect")
+    basis = librosa.filters.mel(sr=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax)
+    expected = np.clip((20 * np.log10(np.maximum(basis @ np.abs(spec), 1e-5)) + 80) / 100, 0, 1)
+    got = wave_to_mel(wave, p)
+    assert got.shape == (p.n_mels, p.padded_frames)
+    assert np.abs(crop_frames(got, p) - expected).max() < 1e-5
+    assert got.shape != wave_to_mel(wave, PAPER_AUDIO).shape or np.abs(got - wave_to_mel(wave, PAPER_AUDIO)).max() > 0.1
+    # The torch twin reads the same filterbank.
+    twin = MelTransform(p)(torch.from_numpy(wave)[None])[0].numpy()
+    assert twin.shape == (p.n_mels, p.num_frames)
+    assert np.abs(twin - crop_frames(got, p)).max() < 1e-3
+    # Griffin-Lim inverts with the same filterbank: its output's mel is close to the one it was given.
+    rec = mel_to_wave_griffinlim(got, p, n_iter=16)
+    assert np.abs(wave_to_mel(rec, p) - got)[:, : p.num_frames].mean() < 0.08

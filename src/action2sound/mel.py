@@ -25,18 +25,33 @@ def _framing_pad(p: AudioProfile) -> int:
     return p.n_fft // 2 if p.framing == "center" else (p.n_fft - p.hop) // 2
 
 
+def mel_basis(profile: str | AudioProfile = "paper") -> np.ndarray:
+    """Slaney mel filterbank [n_mels, n_fft // 2 + 1] float32, read-only (librosa `filters.mel` defaults).
+
+    The one filterbank source of `wave_to_mel`, `MelTransform` and Griffin-Lim.
+    """
+    p = audio_profile(profile)
+    return _filterbank(p.sample_rate, p.n_fft, p.n_mels, p.fmin, p.fmax)
+
+
+# Cached by the values that define the filterbank, never by the profile's name: `--set audio.fmax=...` keeps
+# the name and must still get its own filterbank.
 @lru_cache(maxsize=8)
-def mel_basis(profile_name: str) -> np.ndarray:
-    """Slaney mel filterbank [n_mels, n_fft // 2 + 1] (librosa `filters.mel` defaults)."""
-    p = audio_profile(profile_name)
-    return librosa.filters.mel(
-        sr=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax
-    ).astype(np.float32)
+def _filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+    basis.setflags(write=False)  # shared by every caller: an in-place edit would change them all
+    return basis
+
+
+def _mel_pinv(p: AudioProfile) -> np.ndarray:
+    return _filterbank_pinv(p.sample_rate, p.n_fft, p.n_mels, p.fmin, p.fmax)
 
 
 @lru_cache(maxsize=8)
-def _mel_pinv(profile_name: str) -> np.ndarray:
-    return np.linalg.pinv(mel_basis(profile_name).astype(np.float64))
+def _filterbank_pinv(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    pinv = np.linalg.pinv(_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).astype(np.float64))
+    pinv.setflags(write=False)
+    return pinv
 
 
 def _window(p: AudioProfile) -> np.ndarray:
@@ -58,7 +73,7 @@ def _magnitude_mel(wave: np.ndarray, p: AudioProfile) -> np.ndarray:
         mag = np.abs(spec)
     else:
         mag = np.sqrt(spec.real**2 + spec.imag**2 + 1e-9)
-    return np.einsum("mf,...tf->...mt", mel_basis(p.name).astype(np.float64), mag)
+    return np.einsum("mf,...tf->...mt", mel_basis(p).astype(np.float64), mag)
 
 
 def _normalise(mel: np.ndarray, p: AudioProfile) -> np.ndarray:
@@ -119,7 +134,7 @@ def mel_to_wave_griffinlim(mel: np.ndarray, profile: str | AudioProfile = "paper
     p = audio_profile(profile)
     log_mel = mel_to_vocoder_input(crop_frames(np.asarray(mel, dtype=np.float64), p), p)
     # A clipped pseudo-inverse instead of librosa's NNLS: 100x faster, and Griffin-Lim hides the difference.
-    mag = np.maximum(_mel_pinv(p.name) @ np.exp(log_mel), 0.0)
+    mag = np.maximum(_mel_pinv(p) @ np.exp(log_mel), 0.0)
     wave = librosa.griffinlim(
         mag, n_iter=n_iter, hop_length=p.hop, win_length=p.win, n_fft=p.n_fft, center=True,
         pad_mode="reflect", random_state=np.random.RandomState(seed),
@@ -141,7 +156,8 @@ class MelTransform(torch.nn.Module):
         super().__init__()
         self.profile = audio_profile(profile)
         self.normalised = normalised
-        self.register_buffer("basis", torch.from_numpy(mel_basis(self.profile.name)), persistent=False)
+        # A copy: the cached filterbank is read-only and shared.
+        self.register_buffer("basis", torch.tensor(mel_basis(self.profile)), persistent=False)
         self.register_buffer("window", torch.from_numpy(_window(self.profile).astype(np.float32)),
                              persistent=False)
 
