@@ -388,7 +388,7 @@ class GenerationResult:
              keep_original_audio: str = "replace", image: bool = True) -> dict[str, Path]:
         """Write NAME.wav|flac, NAME.mp4 (the video with this track), NAME.png and NAME.json (last) -> paths."""
         from . import media
-        from .render import render_png
+        from .plotting import render_png
 
         if format not in AUDIO_FORMATS:
             raise Action2SoundError(f"unknown audio format {format!r}; use one of {', '.join(AUDIO_FORMATS)}")

@@ -3,14 +3,13 @@
 Each thumbnail is the frame shown at the centre of its slot, so a thumbnail sits right above the sound of
 the moment it shows. With ground truth (a benchmark clip's events.json) the visible contacts are marked with
 solid lines and the off-screen sounds with dashed ones, and the stems found beside events.json are drawn
-over the mix. Drawn with matplotlib's Agg canvas directly (no pyplot, no global backend switch).
+over the mix. The drawing pieces are `plotting`'s, shared with the generation picture.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import numpy as np
 
 from ..config import AudioProfile, audio_profile
 from ..errors import Action2SoundError
+from ..media import probe, read_audio_file, read_frames_at, resample
+from ..plotting import WIDTH_IN, draw_frame_strip, draw_mel, draw_waveform, figure, save_png
 
 _STEM_COLOURS = {"action": "#d95f02", "offscreen": "#7570b3", "ambient": "#1b9e77"}
 
@@ -35,8 +36,6 @@ class ClipArrays:
 def _load_clip(clip, profile: AudioProfile, num_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """-> (thumbnails uint8 [N, H, W, 3], their times s [N], audio at the profile's rate, duration s)."""
     if isinstance(clip, (str, os.PathLike)):
-        from ..media import probe, read_audio_file, read_frames_at
-
         info = probe(clip)
         if not info.has_video:
             raise Action2SoundError(f"{os.fspath(clip)} has no video stream; a contact sheet needs frames")
@@ -53,10 +52,8 @@ def _load_clip(clip, profile: AudioProfile, num_frames: int) -> tuple[np.ndarray
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise Action2SoundError(f"frames must be uint8 [T, H, W, 3], got shape {frames.shape}")
     audio = np.asarray(clip.audio, dtype=np.float32).reshape(-1)
-    if clip.sample_rate != profile.sample_rate and audio.size:
-        import soxr
-
-        audio = soxr.resample(audio, clip.sample_rate, profile.sample_rate).astype(np.float32)
+    if audio.size:
+        audio = resample(audio, clip.sample_rate, profile.sample_rate)
     duration = max(frames.shape[0] / clip.fps, audio.size / profile.sample_rate)
     times = (np.arange(num_frames) + 0.5) * duration / num_frames
     idx = np.clip(np.floor(times * clip.fps).astype(int), 0, frames.shape[0] - 1)
@@ -76,41 +73,6 @@ def _load_events(events) -> tuple[list[dict], Path | None]:
     return list(events), None
 
 
-def _envelope(x: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Min and max of x over `bins` equal slices -> two float arrays [bins]."""
-    if x.size == 0:
-        return np.zeros(bins), np.zeros(bins)
-    edges = np.linspace(0, x.size, bins + 1).astype(int)
-    edges[-1] = x.size
-    lo = np.array([x[a:max(b, a + 1)].min() for a, b in zip(edges[:-1], edges[1:])])
-    hi = np.array([x[a:max(b, a + 1)].max() for a, b in zip(edges[:-1], edges[1:])])
-    return lo, hi
-
-
-def draw_frame_strip(ax, thumbs: Sequence[np.ndarray], times: Sequence[float], duration: float) -> None:
-    """Draw thumbnails [H,W,3] centred on their times (s) along a [0, duration] axis shared with the plots below."""
-    slot = duration / len(times)
-    for img, t in zip(thumbs, times):
-        ax.imshow(img, extent=(t - slot / 2, t + slot / 2, 0, 1), aspect="auto", interpolation="bilinear")
-    ax.set_xlim(0, duration)
-    ax.set_ylim(0, 1)
-    ax.set_yticks([])
-    ax.set_xticks(times)
-    ax.tick_params(labelbottom=False, length=3)
-
-
-def log_mel_db(audio: np.ndarray, profile: AudioProfile) -> np.ndarray:
-    """A plain log-mel picture of any length: dB re. the peak, floored at -80 -> float32 [n_mels, frames]."""
-    import librosa
-
-    if audio.size < profile.n_fft:
-        audio = np.pad(audio, (0, profile.n_fft - audio.size))
-    mel = librosa.feature.melspectrogram(
-        y=audio.astype(np.float32), sr=profile.sample_rate, n_fft=profile.n_fft, hop_length=profile.hop,
-        win_length=profile.win, n_mels=profile.n_mels, fmin=profile.fmin, fmax=profile.fmax, power=1.0)
-    return librosa.amplitude_to_db(mel, ref=np.max, amin=1e-5, top_db=80.0).astype(np.float32)
-
-
 def contact_sheet(
     clip: str | os.PathLike | ClipArrays | tuple,
     out_png: str | os.PathLike,
@@ -125,9 +87,6 @@ def contact_sheet(
     events: a benchmark events.json (or its list of {time, kind, action, onscreen}); stems: {name: wave} at
     the profile's rate (default: the action/ambient/offscreen .wav files beside events.json, if any).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     prof = audio_profile(profile)
     if num_frames < 1:
         raise Action2SoundError(f"num_frames must be >= 1, got {num_frames}")
@@ -138,43 +97,18 @@ def contact_sheet(
         for name in _STEM_COLOURS:
             f = gt_dir / f"{name}.wav"
             if f.is_file():
-                from ..media import read_audio_file
-
                 stems[name] = read_audio_file(f, prof.sample_rate)
     stems = stems or {}
 
-    width = 12.0
-    thumb_h = width / num_frames * thumbs.shape[1] / thumbs.shape[2]
-    fig = Figure(figsize=(width, thumb_h + 3.6), dpi=100)
-    FigureCanvasAgg(fig)
+    thumb_h = WIDTH_IN / num_frames * thumbs.shape[1] / thumbs.shape[2]
+    fig = figure(thumb_h + 3.6)
     gs = fig.add_gridspec(3, 1, height_ratios=[thumb_h, 1.4, 2.2], hspace=0.08, left=0.06, right=0.99,
                           top=0.93, bottom=0.08)
     ax_f, ax_w, ax_m = (fig.add_subplot(gs[i]) for i in range(3))
     draw_frame_strip(ax_f, thumbs, times, duration)
 
-    bins = 1500
-    t_bins = (np.arange(bins) + 0.5) * (audio.size / prof.sample_rate) / bins
-    lo, hi = _envelope(audio, bins)
-    ax_w.fill_between(t_bins, lo, hi, color="0.6", lw=0, label="mix")
-    for name, wave in stems.items():
-        wave = np.asarray(wave, dtype=np.float32)
-        s_lo, s_hi = _envelope(wave, bins)
-        tb = (np.arange(bins) + 0.5) * (wave.size / prof.sample_rate) / bins
-        ax_w.fill_between(tb, s_lo, s_hi, color=_STEM_COLOURS.get(name, "k"), alpha=0.6, lw=0, label=name)
-    peak = max(1e-3, float(np.max(np.abs(audio))) if audio.size else 1e-3)
-    ax_w.set_ylim(-1.05 * peak, 1.05 * peak)
-    ax_w.set_xlim(0, duration)
-    ax_w.set_ylabel("wave")
-    ax_w.tick_params(labelbottom=False)
-    if stems:
-        ax_w.legend(loc="upper right", fontsize=7, ncol=len(stems) + 1, frameon=False)
-
-    mel = log_mel_db(audio, prof)
-    ax_m.imshow(mel, origin="lower", aspect="auto", cmap="magma",
-                extent=(0, mel.shape[1] * prof.hop / prof.sample_rate, 0, prof.n_mels))
-    ax_m.set_xlim(0, duration)
-    ax_m.set_ylabel(f"mel bin ({prof.name})")
-    ax_m.set_xlabel("time (s)")
+    peak = draw_waveform(ax_w, audio, prof.sample_rate, duration, stems, _STEM_COLOURS)
+    draw_mel(ax_m, audio, prof, duration)
 
     for e in ev:
         t = float(e["time"])
@@ -190,7 +124,4 @@ def contact_sheet(
 
     name = title if title is not None else (Path(clip).name if isinstance(clip, (str, os.PathLike)) else "clip")
     fig.suptitle(name, fontsize=10)
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return save_png(fig, out_png)
