@@ -139,7 +139,8 @@ def train(
 
     from ..weights import read_weights, save_weights
     from .callbacks import EMA, StepCheckpoint
-    from .data import StageData, StoreDataset, load_clip_table, split_train_val
+    from ..data.splits import load_clip_table, split_train_val
+    from .data import StageData, StoreDataset
 
     t0 = time.perf_counter()
     if stage not in STAGES:
@@ -170,7 +171,7 @@ def train(
         frames = stage in ("av", "sync")
         decode = p
         if stage == "sync":
-            from ..evaluation.sync import data_preset
+            from ..models.sync_classifier import data_preset
 
             decode = data_preset(p)  # twice the frames: T for each half clip
         train_set = ClipDataset(train_table, decode, frames=frames, audio=True, cache_bytes=cache_mb << 20)
