@@ -190,28 +190,28 @@ class ConditionResolver:
         latent, source = self.clip_latent(choice.row)
         return Condition(mode, source, latent, (choice,), excluded_video, quantile)
 
+    def random(self, key: str, seed: int, exclude_video: str | None) -> Condition:
+        """The condition of a random clip of another long video (`random_choice`), its latent read now."""
+        return self.of_clip("random", self.random_choice(key, seed, exclude_video), exclude_video)
+
     def from_index(self, mode: str, queries: np.ndarray, own: Sequence[str | None], quantile: float = 0.1,
                    keys: Sequence[str] = (), seed: int = 0) -> list[Condition | Exception]:
         """Conditions of B queries [B, E] for a mode of INDEX_MODES; a clip whose latent fails gives its error.
 
-        `random` draws per query with (seed, crc32(keys[i])) among the clips of other long videos than own[i].
+        `random` ignores the queries and draws per video with (seed, crc32(keys[i])) among the clips of other
+        long videos than own[i].
         """
+        out: list[Condition | Exception] = []
         if mode == "random":
-            picks: list[ClipChoice | Exception] = []
             for key, video in zip(keys, own):
                 try:
-                    picks.append(self.random_choice(key, seed, video))
-                except Action2SoundError as err:
-                    picks.append(err)
-        else:
-            picks = list(self.choose(mode, queries, own, quantile))
-        out: list[Condition | Exception] = []
-        for pick, video in zip(picks, own):
-            if isinstance(pick, Exception):
-                out.append(pick)
-                continue
+                    out.append(self.random(key, seed, video))
+                except Exception as err:  # noqa: BLE001 - one clip's unreadable audio fails that video alone
+                    out.append(err)
+            return out
+        for choice, video in zip(self.choose(mode, queries, own, quantile), own):
             try:
-                out.append(self.of_clip(mode, pick, video, quantile if mode == "quiet" else None))
-            except Exception as err:  # noqa: BLE001 - one clip's unreadable audio fails that video alone
+                out.append(self.of_clip(mode, choice, video, quantile if mode == "quiet" else None))
+            except Exception as err:  # noqa: BLE001
                 out.append(err)
         return out
