@@ -13,8 +13,10 @@ import torch
 from action2sound import media, pipeline
 from action2sound.cli import main
 from action2sound.errors import Action2SoundError
-from action2sound.pipeline import (GenerateOptions, Pipeline, Retrieval, assemble_windows, load_pipeline,
-                                   plan_windows, video_duration, window_gains, window_length)
+from action2sound.indexing import Retrieval
+from action2sound.media import video_duration
+from action2sound.pipeline import (GenerateOptions, Pipeline, assemble_windows, load_pipeline, plan_windows,
+                                   window_gains, window_length)
 from generation_factory import assets
 
 

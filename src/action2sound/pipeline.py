@@ -209,11 +209,8 @@ def sample_windows(
         zeros = torch.zeros(preset.latent_shape, device=dev)
         audio = torch.stack([a.to(dev) if a is not None else zeros for a in audio_latents])  # [B, C, F, W]
         missing = torch.tensor([a is None for a in audio_latents], device=dev)
-    yes = torch.ones(b, dtype=torch.bool, device=dev)
-    full = ldm.context(video_tokens, audio, drop_audio=missing, batch_size=b)  # [B, L, ctx]
-    null_video = ldm.context(video_tokens, audio, drop_video=yes, drop_audio=missing, batch_size=b)
     w_audio = options.audio_guidance if has_audio else 1.0
-    null_audio = ldm.context(video_tokens, audio, drop_audio=yes, batch_size=b) if w_audio != 1.0 else None
+    full, null_video, null_audio = ldm.guidance_contexts(video_tokens, audio, missing, null_audio=w_audio != 1.0)
     denoiser = guided(ldm, full, null_video, null_audio, options.video_guidance, w_audio)
     return sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
                   diffusion=preset.diffusion, device=dev)
