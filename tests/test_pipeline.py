@@ -14,6 +14,7 @@ from action2sound import media, pipeline
 from action2sound.cli import main
 from action2sound.errors import Action2SoundError
 from action2sound.indexing import Retrieval
+from action2sound.levels import ambient_level_db
 from action2sound.media import video_duration
 from action2sound.pipeline import (GenerateOptions, Pipeline, assemble_windows, load_pipeline, plan_windows,
                                    window_gains, window_length)
@@ -163,7 +164,10 @@ def test_file_ambient_is_that_recording_from_the_offset(pipe, env, spy):
     calls, _ = spy
     episode = env.bench / "episodes" / "a2s-0-0001.mp4"
     res = _one(pipe, _clip(env, "a2s-0-0000"), ambient=str(episode), ambient_offset=4.0, steps=1)
-    assert res.metadata["condition"] == {"mode": "file", "source": "file", "file": str(episode), "offset": 4.0}
+    p = pipe.preset.audio
+    level = ambient_level_db(media.read_audio(episode, 4.0, p.duration, p.sample_rate), p.sample_rate)
+    assert res.metadata["condition"] == {"mode": "file", "source": "file", "file": str(episode), "offset": 4.0,
+                                         "ambient_db": round(level, 3)}
     expected = _file_latent(pipe, episode, 4.0)
     torch.testing.assert_close(calls[0]["audio"][0], expected, atol=1e-5, rtol=0)
     assert not torch.allclose(expected, _file_latent(pipe, episode, 0.0), atol=1e-3)  # the offset matters

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, media
+from . import __version__, media, sampling
 from .conditions import AMBIENT_MODES, NULL, Condition, ConditionResolver, ambient_mode, unused
 from .config import Preset
 from .errors import Action2SoundError
@@ -45,7 +45,6 @@ from .mel import fit_wave, mel_to_vocoder_input, mel_to_wave_griffinlim
 from .models.vae import decode_latent
 from .models.vocoder import vocode
 from .render import render_png
-from .sampling import guided, sample
 from .weights import COMPONENTS, load_model_dir, read_model_json
 
 SAMPLERS = ("dpm", "ddim")
@@ -211,8 +210,8 @@ def sample_windows(
         missing = torch.tensor([a is None for a in audio_latents], device=dev)
     w_audio = options.audio_guidance if has_audio else 1.0
     full, null_video, null_audio = ldm.guidance_contexts(video_tokens, audio, missing, null_audio=w_audio != 1.0)
-    denoiser = guided(ldm, full, null_video, null_audio, options.video_guidance, w_audio)
-    return sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
+    denoiser = sampling.guided(ldm, full, null_video, null_audio, options.video_guidance, w_audio)
+    return sampling.sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
                   diffusion=preset.diffusion, device=dev)
 
 

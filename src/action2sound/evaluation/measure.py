@@ -101,8 +101,9 @@ class Measurer:
         if ctx.events is not None:
             onsets = bm.detect_onsets(wave, self.rate)
             score = bm.contact_onset_score(onsets, ctx.events, duration)
-            rec["onset"] = {"precision": rounded(score.precision), "recall": rounded(score.recall), "f1": rounded(score.f1),
-                            "hits": score.hits, "n_reference": score.n_reference, "n_estimated": score.n_estimated}
+            rec["onset"] = {"precision": rounded(score.precision), "recall": rounded(score.recall),
+                            "f1": rounded(score.f1), "hits": score.hits, "n_reference": score.n_reference,
+                            "n_estimated": score.n_estimated}
             rec["onsets"] = [round(float(t), 4) for t in onsets]
             rec["hallucinated"] = bm.hallucinated_onsets(onsets, ctx.events)
             rec["seconds"] = round(duration, 4)

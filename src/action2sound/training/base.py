@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from ..config import Preset, StageTrainConfig
+from ..weights import load_state_strict
 
 # Large odd constants mixing (seed, step, rank) into one generator seed (any fixed odd numbers would do).
 _MIX = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D)
@@ -78,8 +79,6 @@ class StageModule(L.LightningModule):
 
     def init_from(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         """Start from existing weights of this stage's component (strict: every key, every shape)."""
-        from ..weights import load_state_strict
-
         load_state_strict(self.trainable(), tensors, source)
 
     # ------------------------------------------------------------------------------------------------ export

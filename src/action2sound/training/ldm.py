@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..config import Preset, StageTrainConfig
+from ..media import write_audio
+from ..mel import mel_to_wave_griffinlim
 from ..models.ldm import LatentDiffusion
 from ..models.vae import decode_latent, sample_latent
 from ..sampling import guided, sample
@@ -112,11 +115,6 @@ class LDMStage(StageModule):
     def write_samples(self) -> Path | None:
         """Generate the fixed sample batch with the EMA weights; write target | generated mels as a PNG and,
         with a VAE, the generated sounds as WAV (Griffin-Lim: the ldm stage has no vocoder)."""
-        from PIL import Image
-
-        from ..media import write_audio
-        from ..mel import mel_to_wave_griffinlim
-
         if self.sample_dir is None:
             return None
         batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in self.sample_batch.items()}
