@@ -50,10 +50,6 @@ class StageModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.batches_seen = int(checkpoint.get("a2s_batches_seen", 0))
 
-    def data_epoch(self) -> int:
-        """The data epoch the current batch belongs to (samples seen by all ranks / training set size)."""
-        return (self.batches_seen * self.train_cfg.batch_size) // self.train_size
-
     # ------------------------------------------------------------------------------------------- optimiser
     def lr_factor(self, step: int) -> float:
         """Linear warm-up over warmup_steps, then constant, times lr_decay per data epoch."""
