@@ -134,7 +134,7 @@ def train(
 ) -> TrainResult:
     """Train one stage ("av", "vae", "vocoder", "ldm" or "sync") into `out/<stage>`; returns a TrainResult.
 
-    sync (the AV-Sync classifier of evaluation) uses the preset's av optimiser section (`train.av.*`).
+    sync (the AV-Sync classifier, models/sync_classifier.py) uses the preset's av optimiser section (`train.av.*`).
     data: av / vae / vocoder / sync: a clip table, an Ego4D-Sounds TSV or a benchmark folder; ldm: a store folder.
     overrides: "key.sub=value" strings on the Preset, e.g. "train.ldm.lr=3e-4", "diffusion.p_drop_audio=0.2".
     devices, nodes: GPUs per node and nodes (DDP when more than one in all; on a CPU, processes, for debugging).
