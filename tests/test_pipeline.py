@@ -175,6 +175,23 @@ def test_file_ambient_is_that_recording_from_the_offset(pipe, env, spy):
         _one(pipe, _clip(env, "a2s-0-0000"), ambient=str(env.bench / "no-such.wav"), steps=1)
 
 
+def test_random_is_a_clip_of_another_video_drawn_from_the_seed_and_the_name(pipe, env, spy):
+    calls, _ = spy
+    clip = _clip(env, "a2s-0-0002")
+    res = _one(pipe, clip, ambient="random", seed=3, steps=1)
+    cond = res.metadata["condition"]
+    assert cond["mode"] == "random" and cond["source"] == "index" and cond["excluded_video"] == "a2s-0-0002"
+    (hit,) = cond["clips"]
+    assert hit["video_id"] != "a2s-0-0002" and "score" not in hit
+    assert torch.equal(calls[0]["audio"][0], _store_latent(pipe, hit["clip_id"]))
+    # The same seed and video draw the same clip; the evaluator draws through the same resolver by clip id.
+    again = pipe.conditions.random(clip.stem, 3, "a2s-0-0002")
+    assert again.clips[0].clip_id == hit["clip_id"] and torch.equal(again.latent, calls[0]["audio"][0])
+    assert again.ambient_db == pytest.approx(hit["ambient_db"], abs=1e-3)
+    draws = {pipe.conditions.random_choice(clip.stem, s, "a2s-0-0002").clip_id for s in range(12)}
+    assert len(draws) > 1  # the seed matters
+
+
 def test_none_gives_the_learned_audio_null_and_skips_the_audio_pass(pipe, env, spy):
     calls, guidance = spy
     res = _one(pipe, _clip(env, "a2s-0-0000"), ambient="none", steps=1, audio_guidance=3.0)
