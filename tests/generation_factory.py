@@ -42,7 +42,7 @@ def assets(root: Path) -> Assets:
     from action2sound.data.benchmark import build_benchmark
     from action2sound.data.manifest import read_ego4d_sounds
     from action2sound.data.store import ClipEncoder, preencode
-    from action2sound.pipeline import build_index_from_store
+    from action2sound.indexing import build_index_from_store
     from action2sound.weights import load_encoders
 
     model = tiny_model_dir(root)

@@ -8,17 +8,41 @@ import math
 
 import numpy as np
 import pytest
+from scipy import linalg
 import soundfile
 import torch
 
+from action2sound import media
 from action2sound.cli import main
 from action2sound.errors import Action2SoundError
 from action2sound.evaluation import benchmark_metrics as bm
 from action2sound.evaluation.embedders import (AisfxEmbedder, Cnn14, EmbedderSpec, PANNsEmbedder, VGGish,
                                                VGGishEmbedder, aisfx_features, build_embedder)
-from action2sound.evaluation.fad import (GaussianStats, fad, frechet_distance, gaussian_stats, trace_sqrt_product,
-                                         trace_sqrt_product_scipy)
+from action2sound.evaluation.fad import GaussianStats, fad, frechet_distance, gaussian_stats, trace_sqrt_product
+from action2sound.indexing import load_retrieval
+from action2sound.levels import ambient_level_db
 from generation_factory import assets
+
+
+# The cross-check of fad.trace_sqrt_product: scipy's general sqrtm, as most FID/FAD code computes it.
+def trace_sqrt_product_scipy(s1: np.ndarray, s2: np.ndarray, eps: float = 1e-6) -> float:
+    """tr((S1 S2)^(1/2)) with scipy's general `sqrtm`, as most FID/FAD code does it (a cross-check).
+
+    A non-finite result is retried with eps * I added to both covariances; an imaginary part larger than
+    1e-3 of the real one is an error rather than silently dropped.
+    """
+    a, b = np.asarray(s1, dtype=np.float64), np.asarray(s2, dtype=np.float64)
+    root = linalg.sqrtm(a @ b)
+    if not np.isfinite(root).all():
+        offset = eps * np.eye(a.shape[0])
+        root = linalg.sqrtm((a + offset) @ (b + offset))
+    tr = np.trace(root)
+    if np.iscomplexobj(tr):
+        if abs(tr.imag) > 1e-3 * max(abs(tr.real), 1e-12):
+            raise Action2SoundError(f"sqrtm gave a trace with imaginary part {tr.imag:.3g}: the covariances are "
+                                    "too ill-conditioned for it; use the eigen-based trace_sqrt_product")
+        tr = tr.real
+    return float(tr)
 
 SR = bm.ANALYSIS_RATE
 
@@ -278,6 +302,28 @@ def test_baselines_and_the_silent_ground_truth(env, tmp_path):
         assert r["ambient_db"] == pytest.approx(cond["ambient_db"], abs=0.5)
         wave, _ = soundfile.read(ret.out / r["audio"], dtype="float32")
         assert wave.size == 66_150 and np.abs(wave).max() > 0
+
+
+def test_random_and_file_conditions_are_resolved_once_and_recorded(env, tmp_path):
+    from action2sound.evaluation.runner import EvalSettings, evaluate
+
+    common = dict(model=str(env.model), data=str(env.bench), index=str(env.index), steps=1, fad_embedder="none",
+                  device="cpu", progress=False, limit=1)
+    rnd = evaluate(EvalSettings(out=str(tmp_path / "random"), ambient="random", **common))
+    (r,) = [json.loads(line) for line in (rnd.out / "records.jsonl").read_text().splitlines()
+            if json.loads(line)["seed"] == 0]
+    # The ablation's clip: another long video's, with the index's ambient level of that clip.
+    assert r["condition"]["mode"] == "random" and not r["condition"]["clip_id"].startswith(r["video_id"])
+    index = load_retrieval(env.index).index
+    row = int(np.flatnonzero(index.meta.clip_id == r["condition"]["clip_id"])[0])
+    assert r["condition"]["ambient_db"] == pytest.approx(float(index.meta.ambient_db[row]), abs=1e-6)
+
+    episode = env.bench / "episodes" / "a2s-0-0001.mp4"
+    ff = evaluate(EvalSettings(out=str(tmp_path / "file"), ambient=str(episode), **common))
+    (r,) = [json.loads(line) for line in (ff.out / "records.jsonl").read_text().splitlines()
+            if json.loads(line)["seed"] == 0]
+    level = ambient_level_db(media.read_audio(episode, 0.0, 3.0, 22_050), 22_050)
+    assert r["condition"] == {"mode": "file", "file": str(episode), "ambient_db": pytest.approx(level, abs=1e-6)}
 
 
 def test_train_sync_then_evaluate_reports_av_sync_and_its_ceiling(env, tmp_path, capsys):

@@ -15,7 +15,7 @@ from action2sound.config import (
 )
 from action2sound.errors import Action2SoundError
 from action2sound.models.av import (
-    AVModel, contrastive_loss, fbank_input, kaldi_fbank, retrieval_recall,
+    AVModel, contrastive_loss, fbank_input, frames_to_pixels, kaldi_fbank, retrieval_recall,
 )
 from action2sound.models.conditioning import AudioTokens, Conditioner
 from action2sound.models.ldm import LatentDiffusion
@@ -154,9 +154,27 @@ def test_tiny_av_shapes_and_unit_embeddings(tiny_av):
     v, a = tiny_av(pix, audio)
     assert v.shape == a.shape == (3, 32)
     torch.testing.assert_close(v.norm(dim=-1), torch.ones(3))
-    assert tiny_av.video_features(pix).shape == (3, 4, 32)
+    assert tiny_av.video_tower(pix)[0].shape == (3, 4, 32)
     with pytest.raises(ValueError, match="pass wave="):
         AVModel(dataclasses.replace(TINY.av, audio_input="fbank"), TINY.video, TINY.audio).audio_input(mel=mel)
+
+
+def test_frames_to_pixels_normalises_like_imagenet():
+    frames = torch.zeros((1, 2, 4, 4, 3), dtype=torch.uint8)
+    frames[..., 0] = 255
+    px = frames_to_pixels(frames, TINY.video)
+    assert px.shape == (1, 2, 3, 4, 4)
+    assert torch.allclose(px[0, 0, :, 0, 0], torch.tensor([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]))
+
+
+def test_encode_frames_is_the_towers_tokens_and_the_unit_embedding(tiny_av):
+    frames = torch.randint(0, 256, (2, TINY.video.num_frames, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        tokens, emb = tiny_av.encode_frames(frames)
+        pixels = frames_to_pixels(frames, TINY.video)
+        torch.testing.assert_close(tokens, tiny_av.video_tower(pixels)[0], rtol=0, atol=0)
+        torch.testing.assert_close(emb, tiny_av.embed_video(pixels), rtol=0, atol=0)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
 
 
 @pytest.mark.parametrize("arch", ["timesformer", "frozen_in_time"])
@@ -169,7 +187,7 @@ def test_video_tower_pools_each_frame_over_its_own_patches(arch):
     changed = pix.clone()
     changed[0, 2] += 1.0
     with torch.no_grad():
-        diff = (av.video_features(changed) - av.video_features(pix)).abs().amax(dim=-1)[0]
+        diff = (av.video_tower(changed)[0] - av.video_tower(pix)[0]).abs().amax(dim=-1)[0]
     assert diff[2] > 1e-3 and torch.all(diff[[0, 1, 3]] == 0)
 
 

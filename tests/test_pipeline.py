@@ -13,8 +13,11 @@ import torch
 from action2sound import media, pipeline
 from action2sound.cli import main
 from action2sound.errors import Action2SoundError
-from action2sound.pipeline import (GenerateOptions, Pipeline, Retrieval, assemble_windows, load_pipeline,
-                                   plan_windows, video_duration, window_gains, window_length)
+from action2sound.indexing import Retrieval
+from action2sound.levels import ambient_level_db
+from action2sound.media import video_duration
+from action2sound.pipeline import (GenerateOptions, Pipeline, assemble_windows, load_pipeline, plan_windows,
+                                   window_gains, window_length)
 from generation_factory import assets
 
 
@@ -161,12 +164,32 @@ def test_file_ambient_is_that_recording_from_the_offset(pipe, env, spy):
     calls, _ = spy
     episode = env.bench / "episodes" / "a2s-0-0001.mp4"
     res = _one(pipe, _clip(env, "a2s-0-0000"), ambient=str(episode), ambient_offset=4.0, steps=1)
-    assert res.metadata["condition"] == {"mode": "file", "source": "file", "file": str(episode), "offset": 4.0}
+    p = pipe.preset.audio
+    level = ambient_level_db(media.read_audio(episode, 4.0, p.duration, p.sample_rate), p.sample_rate)
+    assert res.metadata["condition"] == {"mode": "file", "source": "file", "file": str(episode), "offset": 4.0,
+                                         "ambient_db": round(level, 3)}
     expected = _file_latent(pipe, episode, 4.0)
     torch.testing.assert_close(calls[0]["audio"][0], expected, atol=1e-5, rtol=0)
     assert not torch.allclose(expected, _file_latent(pipe, episode, 0.0), atol=1e-3)  # the offset matters
     with pytest.raises(Action2SoundError, match="no-such.wav: no such file"):
         _one(pipe, _clip(env, "a2s-0-0000"), ambient=str(env.bench / "no-such.wav"), steps=1)
+
+
+def test_random_is_a_clip_of_another_video_drawn_from_the_seed_and_the_name(pipe, env, spy):
+    calls, _ = spy
+    clip = _clip(env, "a2s-0-0002")
+    res = _one(pipe, clip, ambient="random", seed=3, steps=1)
+    cond = res.metadata["condition"]
+    assert cond["mode"] == "random" and cond["source"] == "index" and cond["excluded_video"] == "a2s-0-0002"
+    (hit,) = cond["clips"]
+    assert hit["video_id"] != "a2s-0-0002" and "score" not in hit
+    assert torch.equal(calls[0]["audio"][0], _store_latent(pipe, hit["clip_id"]))
+    # The same seed and video draw the same clip; the evaluator draws through the same resolver by clip id.
+    again = pipe.conditions.random(clip.stem, 3, "a2s-0-0002")
+    assert again.clips[0].clip_id == hit["clip_id"] and torch.equal(again.latent, calls[0]["audio"][0])
+    assert again.ambient_db == pytest.approx(hit["ambient_db"], abs=1e-3)
+    draws = {pipe.conditions.random_choice(clip.stem, s, "a2s-0-0002").clip_id for s in range(12)}
+    assert len(draws) > 1  # the seed matters
 
 
 def test_none_gives_the_learned_audio_null_and_skips_the_audio_pass(pipe, env, spy):

@@ -10,12 +10,12 @@ import torch
 from test_training import TINY, tiny_benchmark  # the session's one small benchmark
 from torch.utils.data import default_collate
 
-from action2sound.data.store import ClipDataset, ClipEncoder, Store, frames_to_pixels, preencode
+from action2sound.data.store import ClipDataset, ClipEncoder, Store, preencode
 from action2sound.errors import Action2SoundError
 from action2sound.models.av import AVModel
 from action2sound.models.vae import build_vae_from_preset
 from action2sound.levels import ambient_level_db
-from action2sound.training.data import load_clip_table
+from action2sound.data.splits import load_clip_table
 
 FIELDS = {"video_tokens": ((4, 32), np.float16), "video_emb": ((32,), np.float32), "audio_emb": ((32,), np.float32),
           "latent_mean": (TINY.latent_shape, np.float32), "latent_std": (TINY.latent_shape, np.float32),
@@ -155,11 +155,3 @@ def test_store_refuses_other_clips_or_networks(tmp_path, table, encoder):
         preencode(table, other, out, shard_size=4, progress=False)
     with pytest.raises(Action2SoundError, match="not a store"):
         Store(tmp_path)
-
-
-def test_frames_to_pixels_normalises_like_imagenet():
-    frames = torch.zeros((1, 2, 4, 4, 3), dtype=torch.uint8)
-    frames[..., 0] = 255
-    px = frames_to_pixels(frames, TINY)
-    assert px.shape == (1, 2, 3, 4, 4)
-    assert torch.allclose(px[0, 0, :, 0, 0], torch.tensor([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]))

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from action2sound.config import preset
-from action2sound.evaluation.sync import (SyncClassifier, clip_in_sync, data_preset, half_probabilities,
-                                          half_samples, load_sync, save_sync, sync_loss)
+from action2sound.evaluation.sync import load_sync
+from action2sound.models.sync_classifier import (SyncClassifier, clip_in_sync, data_preset, half_probabilities,
+                                                 half_samples, sync_loss)
 from action2sound.mel import wave_to_mel
 from action2sound.training.sync import MIN_SHIFT_S, SyncStage, make_examples
+from action2sound.weights import save_weights
 
 TINY = preset("tiny")
 SR = TINY.audio.sample_rate
@@ -88,8 +90,8 @@ def test_tiny_classifier_learns_timing_and_shifted_audio_scores_lower(tmp_path):
     assert float(p_aligned.mean()) > float(p_shifted.mean()) + 0.25
     assert clip_in_sync(p_aligned.numpy()).mean() > clip_in_sync(p_shifted.numpy()).mean()
 
-    # Save -> load gives the same scores.
-    path = save_sync(tmp_path / "sync.safetensors", model)
+    # Saved as `train sync` exports it -> load gives the same scores.
+    path = save_weights(tmp_path / "sync.safetensors", model.state_dict(), "sync", model.preset)
     again = half_probabilities(load_sync(path), aligned["frames"], aligned["wave"])
     assert torch.allclose(again, p_aligned, atol=1e-6)
 

@@ -23,8 +23,9 @@ from action2sound.models.av import AVModel, retrieval_recall
 from action2sound.models.vae import build_vae_from_preset
 from action2sound.models.vocoder import mel_l1_loss
 from action2sound.training import train
-from action2sound.training.data import StoreDataset, StreamSampler, epoch_order, load_clip_table, split_train_val
-from action2sound.training.ldm import LDMStage, diffusion_loss
+from action2sound.data.splits import load_clip_table, split_train_val
+from action2sound.training.data import StoreDataset, StreamSampler, epoch_order
+from action2sound.training.ldm import LDMStage
 
 TINY = preset("tiny")
 
@@ -214,9 +215,9 @@ def test_missing_neighbour_gets_the_audio_null_used_for_guidance():
     video = torch.randn((3, p.video.num_frames, p.av.video_hidden), generator=g)
     missing = torch.tensor([True, True, True])
     with torch.no_grad():
-        forced = diffusion_loss(model, x0, video, cond, missing, torch.Generator().manual_seed(1))
-        none = diffusion_loss(model, x0, video, None, None, torch.Generator().manual_seed(1))
-        given = diffusion_loss(model, x0, video, cond, ~missing, torch.Generator().manual_seed(1))
+        forced = model.loss(x0, video, cond, torch.Generator().manual_seed(1), audio_missing=missing)
+        none = model.loss(x0, video, None, torch.Generator().manual_seed(1))
+        given = model.loss(x0, video, cond, torch.Generator().manual_seed(1), audio_missing=~missing)
         _, _, null_audio = model.guidance_contexts(video, cond)
     assert float(forced) == float(none)
     assert float(given) != float(none)

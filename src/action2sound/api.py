@@ -14,10 +14,13 @@ It is the same code path as `action2sound generate` (both call `pipeline.Pipelin
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from .errors import Action2SoundError
 from .media import VIDEO_EXTENSIONS
@@ -51,8 +54,9 @@ class Action2Sound:
                  **options: Any) -> GenerationResult:
         """Sound for one video -> GenerationResult (.audio float32 [samples], .sample_rate, .metadata, .save()).
 
-        ambient: "retrieved", "quiet", "none" or an audio/video file; other options as GenerateOptions
-        (ambient_offset, steps, sampler, video_guidance, audio_guidance, overlap, batch_size, ...).
+        ambient: one of conditions.AMBIENT_MODES (retrieved, quiet, random, none) or an audio/video file; other
+        options as GenerateOptions (ambient_offset, steps, sampler, video_guidance, audio_guidance, overlap,
+        batch_size, ...).
         """
         (result,) = self.generate_many([video], ambient=ambient, seed=seed, **options)
         if isinstance(result, Exception):
@@ -126,10 +130,6 @@ def generate_files(model: Action2Sound, inputs: Sequence[str | os.PathLike], out
     An input whose NAME.json exists is skipped unless `overwrite`. `report_error(path, message)` is called
     for each failure as it happens. Inputs go through the model `batch_size` at a time.
     """
-    import time
-
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     opts = make_options(**options)
     paths = collect_inputs(inputs)

@@ -137,7 +137,7 @@ def _cmd_preencode(args: argparse.Namespace) -> None:
     import torch
 
     from .data.store import ClipEncoder, preencode
-    from .training.data import load_clip_table
+    from .data.splits import load_clip_table
     from .weights import load_encoders
 
     if args.device:
@@ -244,7 +244,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _cmd_index_build(args: argparse.Namespace) -> None:
-    from .pipeline import build_index_from_store
+    from .indexing import build_index_from_store
 
     out = build_index_from_store(args.store, args.model, args.out, kind=args.kind, nlist=args.nlist)
     print(out)
@@ -259,8 +259,8 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", help="retrieval index folder (`action2sound index build`; default MODEL/index)")
     p.add_argument("--ambient", default="retrieved",
                    help="retrieved (default: the audio of the visually matching training clip), quiet (a "
-                        "low-ambient clip: the action alone), none (the learned null), or an audio/video FILE "
-                        "whose ambient to follow")
+                        "low-ambient clip: the action alone), random (a random clip of another video: the paper's "
+                        "ablation), none (the learned null), or an audio/video FILE whose ambient to follow")
     p.add_argument("--ambient-offset", type=float, help="seconds into the --ambient FILE (default 0)")
     p.add_argument("--video-guidance", type=float, help="guidance weight of the video (default: the model's "
                                                         "guidance scale)")

@@ -18,6 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .api import Action2Sound
+from .data.benchmark import build_benchmark
+from .data.contact_sheet import contact_sheet
+from .data.manifest import clean_narration
+from .levels import ambient_level_db
+from .media import read_audio_file
+from .mel import wave_to_mel
+
 # A seed that no training run of the embedded default uses, so the demo's episodes are held out.
 DEMO_SEED = 90210
 DEFAULT_MODEL = Path(__file__).parent / "default_model"
@@ -26,9 +34,6 @@ MODES = ("retrieved", "quiet", "none", "file")
 
 def run_demo(out: Path, episodes: int = 2, clips: int = 3, size: int = 128, seed: int = 0) -> Path:
     """Build held-out episodes under `out`, generate their sound, write `out/index.html`; return its path."""
-    from .data.benchmark import build_benchmark
-    from .data.contact_sheet import contact_sheet
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -81,17 +86,11 @@ def run_demo(out: Path, episodes: int = 2, clips: int = 3, size: int = 128, seed
 def _load_default_model():
     if not (DEFAULT_MODEL / "model.json").is_file():
         return None
-    from .api import Action2Sound
-
     return Action2Sound.from_pretrained(DEFAULT_MODEL, device="cpu")
 
 
 def _metrics(audio: np.ndarray, rate: int, gt: Path) -> dict[str, float]:
     """Generated audio against the clip's ground truth: ambient level and log-mel distances (lower = closer)."""
-    from .media import read_audio_file
-    from .mel import wave_to_mel
-    from .levels import ambient_level_db
-
     def mel(wave):
         return wave_to_mel(wave, "universal22k")
 
@@ -141,8 +140,6 @@ def _rel(out: Path, path: Path) -> str:
 
 
 def _card(out: Path, row: dict, clip: Path, gt: Path, sheet: Path, generated: dict) -> str:
-    from .data.manifest import clean_narration
-
     stems = "".join(
         f'<div><span>{name}</span><audio controls preload="none" src="{_rel(out, gt / f"{name}.wav")}"></audio></div>'
         for name in ("action", "ambient", "offscreen") if (gt / f"{name}.wav").exists()

@@ -6,13 +6,9 @@
    rotation; the timeline of `media`: t = 0 is the first frame);
 2. run the video tower once per window: per-frame tokens (the video condition) and the video embedding
    (the retrieval query);
-3. choose the first window's audio condition (`ambient`):
-   - ``retrieved``: the clip whose *audio* embedding is closest to the query video's embedding (SPEC §1, §2),
-     skipping the input's own long video when the input is one of the indexed clips (matched by id);
-   - ``quiet``: the visually closest clip among the index's lowest-ambient ones;
-   - a PATH: one window of that file's audio from ``ambient_offset`` s, mel -> VAE posterior mean;
-   - ``none``: the learned null audio condition.
-   A clip's latent comes from the pre-encoded store when the index points to one, else from its audio;
+3. resolve the first window's audio condition (`ambient`, see `conditions`: retrieved, quiet, random, none
+   or a file), skipping the input's own long video when the input is one of the indexed clips (matched by
+   id); a caller may pass resolved conditions instead;
 4. sample each window's latent with separate video and audio guidance (`sampling.guided`, the guided passes
    in one batched call); windows after the first take the previous window's generated latent as their audio
    condition, so the ambient carries across seams (not for ``none``, whose windows are independent);
@@ -25,6 +21,7 @@ as `media.mux_audio` measures it, so the muxed track ends with the picture.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -39,18 +36,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, media, sampling
+from .conditions import AMBIENT_MODES, NULL, Condition, ConditionResolver, ambient_mode, unused
 from .config import Preset
 from .errors import Action2SoundError
+from .indexing import INDEX_DIRNAME, Retrieval, load_retrieval
+from .mel import fit_wave, mel_to_vocoder_input, mel_to_wave_griffinlim
+from .models.vae import decode_latent
+from .models.vocoder import vocode
+from .plotting import render_png
+from .weights import COMPONENTS, load_model_dir, read_model_json
 
-AMBIENT_MODES = ("retrieved", "quiet", "none")
 SAMPLERS = ("dpm", "ddim")
 AUDIO_FORMATS = ("wav", "flac")
 KEEP_AUDIO = ("replace", "mix", "add")
 PRECISIONS = ("fp32", "bf16")
-SOURCE_JSON = "source.json"  # beside an index built from a store: where that store is
-LATENTS_NPY = "latents.npy"  # beside an index built from a store: each clip's VAE posterior mean [N, C, F, W]
-INDEX_DIRNAME = "index"  # a model directory may carry its retrieval index in this sub-folder
 
 
 # ============================================================================================== settings
@@ -58,7 +58,7 @@ INDEX_DIRNAME = "index"  # a model directory may carry its retrieval index in th
 class GenerateOptions:
     """Every setting of one generation call (None: the model preset's default)."""
 
-    ambient: str = "retrieved"  # "retrieved" | "quiet" | "none" | path of an audio or video file
+    ambient: str = "retrieved"  # one of conditions.AMBIENT_MODES, or the path of an audio or video file
     ambient_offset: float = 0.0  # seconds into the ambient file
     seed: int = 0
     steps: int | None = None
@@ -103,7 +103,7 @@ class GenerateOptions:
         if o.precision not in PRECISIONS:
             raise Action2SoundError(f"unknown precision {o.precision!r}; use one of {', '.join(PRECISIONS)}")
         if not str(o.ambient):
-            raise Action2SoundError("ambient is empty; use retrieved, quiet, none or a file path")
+            raise Action2SoundError(f"ambient is empty; use {', '.join(AMBIENT_MODES)} or a file path")
         return o
 
 
@@ -168,16 +168,6 @@ def assemble_windows(waves: Sequence[np.ndarray], starts: Sequence[int], total: 
 
 
 # ============================================================================================== media helpers
-def video_duration(path: str | os.PathLike) -> float:
-    """Seconds of the first video stream, the length `media.mux_audio` gives the generated track."""
-    from . import media
-
-    if not media.probe(path).has_video:  # probe turns every unreadable-file case into a one-line error
-        raise Action2SoundError(f"{os.fspath(path)}: has no video stream; generate needs a video "
-                                "(for an audio file, use it as --ambient instead)")
-    return media.video_duration(path)
-
-
 def _batched(items: Sequence, size: int) -> Iterator[Sequence]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -211,8 +201,6 @@ def sample_windows(
     A None audio condition is the learned null. Separate video / audio guidance (`sampling.guided`); the
     audio pass is skipped when no window of the batch has an audio condition (it would equal the full one).
     """
-    from .sampling import guided, sample
-
     b, dev = video_tokens.shape[0], video_tokens.device
     has_audio = ldm.conditioner.audio is not None and any(a is not None for a in audio_latents)
     audio, missing = None, None
@@ -220,154 +208,30 @@ def sample_windows(
         zeros = torch.zeros(preset.latent_shape, device=dev)
         audio = torch.stack([a.to(dev) if a is not None else zeros for a in audio_latents])  # [B, C, F, W]
         missing = torch.tensor([a is None for a in audio_latents], device=dev)
-    yes = torch.ones(b, dtype=torch.bool, device=dev)
-    full = ldm.context(video_tokens, audio, drop_audio=missing, batch_size=b)  # [B, L, ctx]
-    null_video = ldm.context(video_tokens, audio, drop_video=yes, drop_audio=missing, batch_size=b)
     w_audio = options.audio_guidance if has_audio else 1.0
-    null_audio = ldm.context(video_tokens, audio, drop_audio=yes, batch_size=b) if w_audio != 1.0 else None
-    denoiser = guided(ldm, full, null_video, null_audio, options.video_guidance, w_audio)
-    return sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
+    full, null_video, null_audio = ldm.guidance_contexts(video_tokens, audio, missing, null_audio=w_audio != 1.0)
+    denoiser = sampling.guided(ldm, full, null_video, null_audio, options.video_guidance, w_audio)
+    return sampling.sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
                   diffusion=preset.diffusion, device=dev)
 
 
 def latents_to_mels(vae: torch.nn.Module, z: torch.Tensor, preset: Preset) -> torch.Tensor:
     """Scaled latents [B, C, F, W] -> normalised mels [B, n_mels, num_frames] (real frames only)."""
-    from .models.vae import decode_latent
-
     return decode_latent(vae, z, preset.audio.num_frames)
 
 
 def mels_to_waves(vocoder: torch.nn.Module | None, mel: torch.Tensor, preset: Preset, seed: int = 0) -> np.ndarray:
     """Normalised mels [B, n_mels, num_frames] -> waves float32 [B, window_length] (HiFi-GAN, or Griffin-Lim)."""
-    from .mel import fit_wave, mel_to_vocoder_input, mel_to_wave_griffinlim
-
     p, n = preset.audio, window_length(preset)
     if vocoder is None:
         waves = [fit_wave(mel_to_wave_griffinlim(m, p, seed=seed), p) for m in mel.float().cpu().numpy()]
         return np.stack(waves)[:, :n].astype(np.float32)
-    from .models.vocoder import vocode
-
     param = next(vocoder.parameters())
     wave = vocode(vocoder, mel_to_vocoder_input(mel.to(param.device, param.dtype), p))  # [B, frames * hop]
     wave = wave.float().cpu().numpy()
     if wave.shape[-1] < n:
         wave = np.pad(wave, ((0, 0), (0, n - wave.shape[-1])))
     return wave[:, :n].astype(np.float32)
-
-
-# ============================================================================================== the index
-@dataclass
-class Retrieval:
-    """A loaded index, the folder it lives in, and the store its clips' latents can be read from (or None)."""
-
-    index: Any  # retrieval.AudioIndex
-    folder: Path
-    store: Any = None  # data.store.Store
-    # The clips' posterior means, carried by the index itself so that a shipped index conditions without the
-    # training store or the clips' media.
-    latents: np.ndarray | None = None
-    _store_rows: dict[str, int] | None = field(default=None, repr=False)
-    _paths: np.ndarray | None = field(default=None, repr=False)
-
-    def media_path(self, row: int) -> Path:
-        """The clip's media file (index paths are relative to the index folder unless absolute)."""
-        p = Path(str(self.index.meta.media_path[row]))
-        return p if p.is_absolute() else self.folder / p
-
-    def store_row(self, row: int) -> int | None:
-        """The store row of index row `row` (by clip id), or None without a store or when it is not there."""
-        if self.store is None:
-            return None
-        cid = str(self.index.meta.clip_id[row])
-        if row < len(self.store.table) and self.store.table[row].clip_id == cid:
-            return row  # built from this store: same order
-        if self._store_rows is None:
-            self._store_rows = {c.clip_id: i for i, c in enumerate(self.store.table)}
-        return self._store_rows.get(cid)
-
-    def own_video(self, path: str | os.PathLike) -> str | None:
-        """The long-video id of an input that is one of the indexed clips (or their long video), else None.
-
-        Matched by id: the file's stem as a clip id or as a long-video id, or its path as an indexed media path.
-        """
-        meta = self.index.meta
-        stem = Path(path).stem
-        hit = np.flatnonzero(meta.clip_id == stem)
-        if hit.size:
-            return str(meta.video_id[hit[0]])
-        if meta.video_code(stem) >= 0:
-            return stem
-        if self._paths is None:
-            self._paths = np.array([os.path.normpath(str(self.media_path(i))) for i in range(len(meta))], dtype=object)
-        hit = np.flatnonzero(self._paths == os.path.normpath(str(Path(path).absolute())))
-        return str(meta.video_id[hit[0]]) if hit.size else None
-
-
-def load_retrieval(folder: str | os.PathLike, av_hash: str | None = None,
-                   preset: Preset | None = None) -> Retrieval:
-    """Load an index folder (and the store its source.json names, when it is there and fits the model)."""
-    from .retrieval import AudioIndex
-
-    folder = Path(folder)
-    index = AudioIndex.load(folder, expect_model_hash=av_hash or None)
-    store = None
-    src = folder / SOURCE_JSON
-    if src.is_file():
-        ref = Path(json.loads(src.read_text()).get("store", ""))
-        path = ref if ref.is_absolute() else folder / ref
-        if (path / "store.json").is_file():
-            from .data.store import Store
-
-            store = Store(path)
-            if preset is not None and (store.preset.vae != preset.vae or store.preset.audio != preset.audio):
-                warnings.warn(f"{path}: this store was encoded with another VAE or audio profile than the model; "
-                              "its latents are ignored and each retrieved clip's audio is read instead "
-                              "(re-run preencode with this model to speed this up)", stacklevel=2)
-                store = None
-    latents = np.load(folder / LATENTS_NPY, mmap_mode="r") if (folder / LATENTS_NPY).is_file() else None
-    if latents is not None and len(latents) != len(index.meta):
-        raise Action2SoundError(f"{folder / LATENTS_NPY} has {len(latents)} rows for {len(index.meta)} indexed clips; "
-                                "rebuild the index with `action2sound index build`")
-    return Retrieval(index, folder, store, latents)
-
-
-def build_index_from_store(store_dir: str | os.PathLike, model_dir: str | os.PathLike, out: str | os.PathLike,
-                           kind: str = "exact", nlist: int | None = None) -> Path:
-    """Index a store's clips (audio + video embeddings, ids, media, ambient levels) for a model -> the folder."""
-    from .data.store import Store
-    from .retrieval import AudioIndex, IndexMeta
-    from .weights import read_model_json
-
-    store = Store(store_dir)
-    manifest = read_model_json(model_dir)
-    from .config import preset_from_dict
-
-    preset = preset_from_dict(manifest["preset"])
-    if "av" not in manifest.get("files", {}):
-        raise Action2SoundError(f"{model_dir}: the model directory has no AV model; retrieval needs one")
-    if store.preset.av.embed_dim != preset.av.embed_dim or store.preset.video != preset.video:
-        raise Action2SoundError(f"store {store_dir} was encoded by another AV model than {model_dir}'s (embedding "
-                                f"{store.preset.av.embed_dim}-d vs {preset.av.embed_dim}-d, or another video "
-                                "config); re-run preencode with this model")
-    if store.preset.vae != preset.vae or store.preset.audio != preset.audio:
-        raise Action2SoundError(f"store {store_dir} was encoded with another VAE or audio profile than "
-                                f"{model_dir}'s; its latents cannot condition this model, re-run preencode with it")
-    out = Path(out)
-    table = store.table
-    meta = IndexMeta(
-        clip_id=[c.clip_id for c in table], video_id=[c.video_id for c in table],
-        # Relative to the index folder, so index and data can move together.
-        media_path=[os.path.relpath(os.path.abspath(c.media_path), os.path.abspath(out)) for c in table],
-        media_start=[c.media_start for c in table], media_end=[c.media_end for c in table],
-        ambient_db=store.column("ambient_db").astype(np.float64),
-    )
-    index = AudioIndex.build(store.column("audio_emb"), store.column("video_emb"), meta, kind=kind, nlist=nlist,
-                             model_hash=manifest["files"]["av"]["sha256"])
-    index.save(out)
-    np.save(out / LATENTS_NPY, store.column("latent_mean").astype(np.float32))
-    (out / SOURCE_JSON).write_text(json.dumps(
-        {"store": os.path.relpath(os.path.abspath(store_dir), os.path.abspath(out))}, indent=1) + "\n")
-    return out
 
 
 # ============================================================================================== results
@@ -387,9 +251,6 @@ class GenerationResult:
     def save(self, out_dir: str | os.PathLike, name: str | None = None, format: str = "wav",
              keep_original_audio: str = "replace", image: bool = True) -> dict[str, Path]:
         """Write NAME.wav|flac, NAME.mp4 (the video with this track), NAME.png and NAME.json (last) -> paths."""
-        from . import media
-        from .plotting import render_png
-
         if format not in AUDIO_FORMATS:
             raise Action2SoundError(f"unknown audio format {format!r}; use one of {', '.join(AUDIO_FORMATS)}")
         if keep_original_audio not in KEEP_AUDIO:
@@ -469,10 +330,17 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------- generate
     @torch.no_grad()
-    def generate(self, videos: Sequence[str | os.PathLike], options: GenerateOptions = GenerateOptions()
-                 ) -> list[GenerationResult | Action2SoundError]:
-        """One result per video, in order: a GenerationResult, or the Action2SoundError that input raised."""
+    def generate(self, videos: Sequence[str | os.PathLike], options: GenerateOptions = GenerateOptions(),
+                 conditions: Sequence[Condition] | None = None) -> list[GenerationResult | Action2SoundError]:
+        """One result per video, in order: a GenerationResult, or the Action2SoundError that input raised.
+
+        `conditions`: one resolved condition per video (`self.conditions`) to use instead of `options.ambient`
+        (whose value then only labels the run), e.g. an evaluation's random clip keyed by the clip's id.
+        """
         opts = options.resolved(self.preset)
+        if conditions is not None and len(conditions) != len(videos):
+            raise Action2SoundError(f"generate got {len(conditions)} conditions for {len(videos)} videos; "
+                                    "pass one per video or none")
         results: list[GenerationResult | Action2SoundError | None] = [None] * len(videos)
 
         # 1-2. Probe, read each window's frames, video tower -> tokens + embedding (a bad input fails alone).
@@ -484,7 +352,7 @@ class Pipeline:
                 results[slot] = _as_user_error(video, err)
 
         # 3. The audio condition of each first window.
-        for job, error in zip(list(jobs), self._choose_conditions(jobs, opts)):
+        for job, error in zip(list(jobs), self._choose_conditions(jobs, opts, conditions)):
             if error is not None:
                 results[job.slot] = _as_user_error(job.path, error)
                 jobs.remove(job)
@@ -500,9 +368,6 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------- step 1-2
     @torch.no_grad()
     def _read_and_encode(self, slot: int, path: Path, opts: GenerateOptions) -> _Job:
-        from . import media
-        from .data.store import frames_to_pixels
-
         clock = _Clock()
         p, v = self.preset.audio, self.preset.video
         with clock("read"):
@@ -510,7 +375,7 @@ class Pipeline:
             if not info.has_video:
                 raise Action2SoundError(f"{path}: has no video stream; generate needs a video (for an audio file, "
                                         "use it as --ambient instead)")
-            duration = video_duration(path)
+            duration = media.video_duration(path)
             if duration <= 0:
                 raise Action2SoundError(f"{path}: its video stream has no duration; re-export the video")
         length = window_length(self.preset)
@@ -527,9 +392,9 @@ class Pipeline:
                 frames = media.read_frames_at(path, times, size=v.size, resize=v.resize)  # [B*T, S, S, 3]
             with clock("video_tower"), self._autocast(opts):
                 frames = torch.from_numpy(frames).view(len(chunk), v.num_frames, v.size, v.size, 3).to(self.device)
-                tok, cls = self.av.video_tower(frames_to_pixels(frames, self.preset))  # [B, T, D], [B, D]
+                tok, emb = self.av.encode_frames(frames)  # [B, T, D], [B, E]
                 tokens.append(tok.float())
-                embs.append(torch.nn.functional.normalize(self.av.video_proj(cls).float(), dim=-1).cpu())
+                embs.append(emb.cpu())
         # The query of a long video is its windows' mean direction: its ambient is the whole video's.
         query = torch.nn.functional.normalize(torch.cat(embs).mean(0), dim=0).numpy()
         g = torch.Generator("cpu").manual_seed(int(opts.seed))
@@ -541,93 +406,50 @@ class Pipeline:
                     latents=[None] * len(starts), conds=[None] * len(starts))
 
     # ------------------------------------------------------------------------------------------- step 3
-    def _choose_conditions(self, jobs: list[_Job], opts: GenerateOptions) -> list[Exception | None]:
-        """Set each job's first audio condition and its record; per-job errors come back (None: fine)."""
+    @property
+    def conditions(self) -> ConditionResolver:
+        """The resolver of ambient conditions for this model and its index (`conditions`)."""
+        return ConditionResolver(self.preset, self.vae, self.device, self.retrieval)
+
+    def _choose_conditions(self, jobs: list[_Job], opts: GenerateOptions,
+                           given: Sequence[Condition] | None = None) -> list[Exception | None]:
+        """Set each job's first audio condition and its record; per-job errors come back (None: fine).
+
+        `given`: conditions resolved by the caller, one per input slot, instead of resolving `opts.ambient`.
+        """
         errors: list[Exception | None] = [None] * len(jobs)
         if not jobs:
             return errors
-        mode = opts.ambient if opts.ambient in AMBIENT_MODES else "file"
+        mode = ambient_mode(opts.ambient)
         if self.ldm.conditioner.audio is None:
             for job in jobs:
-                job.condition = {"mode": mode, "source": "unused: this model has no audio condition"}
+                job.condition = unused(mode).record()
             return errors
         t0 = time.perf_counter()
-        if mode == "none":
-            for job in jobs:
-                job.condition = {"mode": "none", "source": "learned null"}
+        resolver = self.conditions
+        conds: list[Condition | Exception]
+        if given is not None:
+            conds = [given[job.slot] for job in jobs]
+        elif mode == "none":
+            conds = [NULL] * len(jobs)
         elif mode == "file":
-            latent, record = self._file_condition(Path(opts.ambient), opts.ambient_offset)
-            for job in jobs:
-                job.conds[0], job.condition, job.chained = latent, dict(record), True
+            conds = [resolver.file(opts.ambient, opts.ambient_offset)] * len(jobs)
         else:
-            r = self._need_retrieval(mode)
-            queries = np.stack([j.query for j in jobs])
+            r = resolver.need_index(f"--ambient {mode}")
             own = [r.own_video(j.path) if opts.exclude_own_video else None for j in jobs]
-            if mode == "retrieved":
-                hits = r.index.query(queries, k=1, exclude_video_ids=own)
-            else:
-                hits = r.index.quiet(queries, k=1, quantile=opts.quiet_quantile, exclude_video_ids=own)
-            for i, (job, top) in enumerate(zip(jobs, hits)):
-                hit = top[0]
-                try:
-                    latent, source = self._clip_latent(r, hit.index)
-                except Exception as err:  # noqa: BLE001
-                    errors[i] = err
-                    continue
-                job.conds[0], job.chained = latent, True
-                job.condition = {
-                    "mode": mode, "source": source, "excluded_video": own[i],
-                    "clips": [{"clip_id": hit.clip_id, "video_id": hit.video_id, "score": round(hit.score, 6),
-                               "ambient_db": round(float(r.index.meta.ambient_db[hit.index]), 3)}],
-                }
-                if mode == "quiet":
-                    job.condition["quantile"] = opts.quiet_quantile
+            conds = resolver.from_index(mode, np.stack([j.query for j in jobs]), own, opts.quiet_quantile,
+                                        keys=[j.path.stem for j in jobs], seed=opts.seed)
+        for i, (job, cond) in enumerate(zip(jobs, conds)):
+            if isinstance(cond, Exception):
+                errors[i] = cond
+                continue
+            # A window conditioned on a latent hands its own latent to the next one (step 4): the ambient
+            # carries across seams. Under the learned null, windows are independent.
+            job.conds[0], job.chained, job.condition = cond.latent, cond.latent is not None, cond.record()
         share = (time.perf_counter() - t0) / len(jobs)
         for job in jobs:
             job.clock.add("condition", share)
         return errors
-
-    def _need_retrieval(self, mode: str) -> Retrieval:
-        if self.retrieval is None:
-            raise Action2SoundError(f"--ambient {mode} needs a retrieval index: pass --index INDEX (build one with "
-                                    "`action2sound index build`), or use --ambient none or --ambient FILE")
-        return self.retrieval
-
-    def _wave_latent(self, wave: np.ndarray) -> torch.Tensor:
-        """One window of audio [samples] -> the scaled VAE posterior mean [C, F, W] (what a condition is)."""
-        from .mel import fit_wave, wave_to_mel
-        from .models.vae import encode_mel
-
-        mel = torch.from_numpy(wave_to_mel(fit_wave(wave, self.preset.audio), self.preset.audio)).to(self.device)
-        mean, _ = encode_mel(self.vae, mel[None])
-        return (mean[0] * self.preset.vae.scaling_factor).float()
-
-    def _file_condition(self, path: Path, offset: float) -> tuple[torch.Tensor, dict[str, Any]]:
-        from . import media
-
-        p = self.preset.audio
-        if not path.exists():
-            raise Action2SoundError(f"--ambient {path}: no such file, and not one of {', '.join(AMBIENT_MODES)}; "
-                                    "pass an audio or video file")
-        wave = media.read_audio(path, offset, p.duration, p.sample_rate)
-        return self._wave_latent(wave), {"mode": "file", "source": "file", "file": str(path), "offset": offset}
-
-    def _clip_latent(self, r: Retrieval, row: int) -> tuple[torch.Tensor, str]:
-        """An indexed clip's scaled latent: the posterior mean the index or store holds, else its audio -> VAE."""
-        from . import media
-
-        if r.latents is not None:
-            mean = torch.from_numpy(np.array(r.latents[row], dtype=np.float32))  # a copy: the index is memory-mapped
-            return (mean * self.preset.vae.scaling_factor).to(self.device), "index"
-        srow = r.store_row(row)
-        if srow is not None:
-            mean = torch.from_numpy(r.store.get("latent_mean", srow).astype(np.float32))
-            return (mean * self.preset.vae.scaling_factor).to(self.device), "store"
-        meta, p = r.index.meta, self.preset.audio
-        path = r.media_path(row)
-        start, end = float(meta.media_start[row]), float(meta.media_end[row])
-        wave = media.read_audio(path, start, min(end - start, p.duration), p.sample_rate)
-        return self._wave_latent(wave), "audio"
 
     # ------------------------------------------------------------------------------------------- step 4
     def _sample(self, jobs: list[_Job], opts: GenerateOptions) -> None:
@@ -726,10 +548,6 @@ def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "au
     vocoder: "auto" (the model directory's: a trained HiFi-GAN, the universal one, or Griffin-Lim with a
     warning) or "griffinlim" (force it, no warning).
     """
-    import hashlib
-
-    from .weights import COMPONENTS, load_model_dir, read_model_json
-
     if vocoder not in ("auto", "griffinlim"):
         raise Action2SoundError(f"vocoder must be 'auto' or 'griffinlim', got {vocoder!r}")
     model_dir = Path(model_dir)

@@ -17,6 +17,7 @@ A MODEL DIRECTORY is what `export` writes and the pipeline reads::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -159,8 +160,6 @@ def load_encoders(path: str | os.PathLike, device: str | torch.device = "cpu"
     -> (AV model, VAE, the preset (video + av sections of the AV model, the rest of the VAE's), SHA-256 of the
     two weights files). A run directory needs `av/weights.safetensors` and `vae/weights.safetensors`.
     """
-    import dataclasses
-
     path = Path(path)
     if (path / MODEL_JSON).is_file():
         manifest = read_model_json(path)
@@ -213,8 +212,6 @@ def merge_presets(parts: Mapping[str, Preset]) -> Preset:
     The ldm stage's preset is the base; the av, vae and vocoder sections come from their own stages (the vae
     stage sets its trained scaling factor, for instance).
     """
-    import dataclasses
-
     base = parts["ldm"]
     for name, p in parts.items():
         if p.audio != base.audio:

@@ -79,15 +79,6 @@ def decode_clip(clip: Clip, preset: Preset, frames: bool = True, audio: bool = T
     return out
 
 
-def frames_to_pixels(frames: torch.Tensor, preset: Preset) -> torch.Tensor:
-    """uint8 frames [B, T, S, S, 3] -> ImageNet-normalised float pixels [B, T, 3, S, S] (the video tower's input)."""
-    v = preset.video
-    mean = torch.tensor(v.mean, device=frames.device).view(1, 1, 3, 1, 1)
-    std = torch.tensor(v.std, device=frames.device).view(1, 1, 3, 1, 1)
-    x = frames.permute(0, 1, 4, 2, 3).float() / 255.0
-    return (x - mean) / std
-
-
 class ClipDataset(Dataset):
     """Decodes clips of a table: item i -> {"index", "video_code", "frames"?, "wave"?, "mel"?} (see decode_clip).
 
@@ -145,12 +136,10 @@ class ClipEncoder:
         dev = self.device
         # Autocast on GPU only: bf16 halves the ViT's cost; the CPU path stays fp32 and exact.
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else _nullcontext()
-        pixels = frames_to_pixels(batch["frames"].to(dev), self.preset)
         wave, mel = batch["wave"].to(dev), batch["mel"].to(dev)
         audio_in = self.av.audio_input(wave=wave, mel=mel)  # fbank / mel in fp32: a log of a bf16 sum is coarse
         with amp:
-            tokens, cls = self.av.video_tower(pixels)  # [B, T, D], [B, D]: one pass gives both
-            video_emb = torch.nn.functional.normalize(self.av.video_proj(cls).float(), dim=-1)
+            tokens, video_emb = self.av.encode_frames(batch["frames"].to(dev))  # [B, T, D], [B, E]: one pass
             audio_emb = self.av.embed_audio(audio_in).float()
         mean, std = encode_mel(self.vae, mel)  # the VAE in fp32: its posterior is the training target
         rate = self.preset.audio.sample_rate

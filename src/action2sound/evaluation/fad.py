@@ -54,28 +54,6 @@ def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(w, 0.0, None)).sum())
 
 
-def trace_sqrt_product_scipy(s1: np.ndarray, s2: np.ndarray, eps: float = 1e-6) -> float:
-    """tr((S1 S2)^(1/2)) with scipy's general `sqrtm`, as most FID/FAD code does it (a cross-check).
-
-    A non-finite result is retried with eps * I added to both covariances; an imaginary part larger than
-    1e-3 of the real one is an error rather than silently dropped.
-    """
-    from scipy import linalg
-
-    a, b = np.asarray(s1, dtype=np.float64), np.asarray(s2, dtype=np.float64)
-    root = linalg.sqrtm(a @ b)
-    if not np.isfinite(root).all():
-        offset = eps * np.eye(a.shape[0])
-        root = linalg.sqrtm((a + offset) @ (b + offset))
-    tr = np.trace(root)
-    if np.iscomplexobj(tr):
-        if abs(tr.imag) > 1e-3 * max(abs(tr.real), 1e-12):
-            raise Action2SoundError(f"sqrtm gave a trace with imaginary part {tr.imag:.3g}: the covariances are "
-                                    "too ill-conditioned for it; use the eigen-based trace_sqrt_product")
-        tr = tr.real
-    return float(tr)
-
-
 def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
     """Fréchet distance between two Gaussians (formula in the module docstring); >= 0."""
     if a.mean.shape != b.mean.shape:

@@ -201,12 +201,21 @@ def retrieval_recall(v: torch.Tensor, a: torch.Tensor, ks: tuple[int, ...] = (1,
     return {k: float((rank < k).float().mean()) for k in ks}
 
 
+def frames_to_pixels(frames: torch.Tensor, video: VideoConfig) -> torch.Tensor:
+    """uint8 frames [B, T, S, S, 3] -> ImageNet-normalised float pixels [B, T, 3, S, S] (a video tower's input)."""
+    mean = torch.tensor(video.mean, device=frames.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(video.std, device=frames.device).view(1, 1, 3, 1, 1)
+    x = frames.permute(0, 1, 4, 2, 3).float() / 255.0
+    return (x - mean) / std
+
+
 class AVModel(nn.Module):
     """Video and audio towers with projections to a shared unit-norm embedding and a learned temperature."""
 
     def __init__(self, cfg: AVConfig, video: VideoConfig, profile: AudioProfile):
         super().__init__()
         self.cfg = cfg
+        self.video = video
         self.profile = profile
         frames, bins = audio_input_shape(cfg, profile)
         self.video_tower = VideoTower(cfg, video)
@@ -232,9 +241,15 @@ class AVModel(nn.Module):
             raise ValueError("this AV model reads the mel (audio_input='mel'); pass mel=")
         return mel_input(mel, self.profile.num_frames, self.cfg)
 
-    def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Per-frame max-pooled backbone tokens [B, T, D]: the diffusion model's video condition."""
-        return self.video_tower(pixels)[0]
+    def pixels(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames [B, T, S, S, 3] -> the video tower's normalised pixels [B, T, 3, S, S]."""
+        return frames_to_pixels(frames, self.video)
+
+    def encode_frames(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 frames [B, T, S, S, 3] -> (per-frame max-pooled backbone tokens [B, T, D]: the diffusion model's
+        video condition, unit video embedding [B, E] in float32: the retrieval query), from one tower pass."""
+        tokens, cls = self.video_tower(self.pixels(frames))
+        return tokens, F.normalize(self.video_proj(cls).float(), dim=-1)
 
     def embed_video(self, pixels: torch.Tensor) -> torch.Tensor:
         """Unit video embedding [B, E] from frames [B, T, 3, H, W]."""

@@ -76,10 +76,6 @@ class Conditioner(nn.Module):
     def from_preset(cls, p: Preset) -> Conditioner:
         return cls(p.av.video_hidden, p.video.num_frames, p.latent_shape, p.cond)
 
-    @property
-    def num_tokens(self) -> int:
-        return self.null_video.shape[0] + (self.null_audio.shape[0] if self.null_audio is not None else 0)
-
     def forward(
         self, video_feats: torch.Tensor | None, audio_latent: torch.Tensor | None,
         drop_video: torch.Tensor | None = None, drop_audio: torch.Tensor | None = None,

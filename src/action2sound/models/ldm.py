@@ -66,35 +66,46 @@ class LatentDiffusion(nn.Module):
 
     def guidance_contexts(
         self, video_feats: torch.Tensor | None, audio_latent: torch.Tensor | None,
+        audio_missing: torch.Tensor | None = None, null_audio: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(full, video nulled, audio nulled) contexts for `sampling.guided`; the last is None without audio."""
+        """(full, video nulled, audio nulled) contexts [B, L, ctx] for `sampling.guided`.
+
+        audio_missing [B]: rows without an audio condition, which get the audio null in the first two contexts.
+        The third is None without an audio condition, or when `null_audio` is False (no audio guidance).
+        """
         b = (video_feats if video_feats is not None else audio_latent).shape[0]
         yes = torch.ones(b, dtype=torch.bool, device=self.alphas_cumprod.device)
-        full = self.context(video_feats, audio_latent)
-        null_video = self.context(video_feats, audio_latent, drop_video=yes)
-        null_audio = self.context(video_feats, audio_latent, drop_audio=yes) if self.conditioner.audio else None
-        return full, null_video, null_audio
+        full = self.context(video_feats, audio_latent, drop_audio=audio_missing, batch_size=b)
+        null_video = self.context(video_feats, audio_latent, drop_video=yes, drop_audio=audio_missing, batch_size=b)
+        nulled = (self.context(video_feats, audio_latent, drop_audio=yes, batch_size=b)
+                  if null_audio and self.conditioner.audio is not None else None)
+        return full, null_video, nulled
 
     def loss(
         self, latents: torch.Tensor, video_feats: torch.Tensor | None, audio_latent: torch.Tensor | None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, audio_missing: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Plain MSE to epsilon (or v) at a uniform random t, conditions dropped with their probabilities.
 
-        latents and audio_latent are scaled VAE latents [B, C, F, W]; `generator` lives on latents.device.
+        latents and audio_latent are scaled VAE latents [B, C, F, W]; `audio_missing` [B] forces the audio null
+        on top of the random dropout (a clip without a neighbour); `generator` lives on latents.device. A model
+        without an audio condition ignores audio_latent.
         """
+        d = self.diffusion
         b, dev = latents.shape[0], latents.device
-        t = torch.randint(0, self.diffusion.num_train_timesteps, (b,), generator=generator, device=dev)
+        t = torch.randint(0, d.num_train_timesteps, (b,), generator=generator, device=dev)
         noise = torch.randn(latents.shape, generator=generator, device=dev, dtype=latents.dtype)
-        drop_video = torch.rand(b, generator=generator, device=dev) < self.diffusion.p_drop_video
-        drop_audio = torch.rand(b, generator=generator, device=dev) < self.diffusion.p_drop_audio
+        drop_video = torch.rand(b, generator=generator, device=dev) < d.p_drop_video
+        drop_audio = torch.rand(b, generator=generator, device=dev) < d.p_drop_audio
+        if audio_missing is not None:
+            drop_audio = drop_audio | audio_missing.to(dev)
         abar = self.alphas_cumprod[t].to(latents.dtype).view(b, 1, 1, 1)
         # Forward process (Ho et al. 2020, eq. 4); v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022).
         x_t = abar.sqrt() * latents + (1.0 - abar).sqrt() * noise
-        if self.diffusion.prediction_type == "epsilon":
+        if d.prediction_type == "epsilon":
             target = noise
         else:
             target = abar.sqrt() * noise - (1.0 - abar).sqrt() * latents
-        ctx = self.context(video_feats, audio_latent, drop_video, drop_audio)
-        pred = self(x_t, t, ctx)
-        return F.mse_loss(pred.float(), target.float())
+        audio = audio_latent if self.conditioner.audio is not None else None
+        ctx = self.context(video_feats, audio, drop_video, drop_audio)
+        return F.mse_loss(self(x_t, t, ctx).float(), target.float())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from ..config import Preset, StageTrainConfig
-from ..data.store import frames_to_pixels
 from ..models.av import AVModel, retrieval_recall
 from .base import StageModule
 
@@ -25,7 +24,7 @@ class AVStage(StageModule):
 
     def embed(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(video embedding [B, E], audio embedding [B, E]) of a decoded batch."""
-        pixels = frames_to_pixels(batch["frames"], self.preset)
+        pixels = self.model.pixels(batch["frames"])
         audio = self.model.audio_input(wave=batch["wave"], mel=batch["mel"])
         return self.model(pixels, audio)
 

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from ..config import Preset, StageTrainConfig
+from ..weights import load_state_strict
 
 # Large odd constants mixing (seed, step, rank) into one generator seed (any fixed odd numbers would do).
 _MIX = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D)
@@ -49,10 +50,6 @@ class StageModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.batches_seen = int(checkpoint.get("a2s_batches_seen", 0))
 
-    def data_epoch(self) -> int:
-        """The data epoch the current batch belongs to (samples seen by all ranks / training set size)."""
-        return (self.batches_seen * self.train_cfg.batch_size) // self.train_size
-
     # ------------------------------------------------------------------------------------------- optimiser
     def lr_factor(self, step: int) -> float:
         """Linear warm-up over warmup_steps, then constant, times lr_decay per data epoch."""
@@ -78,8 +75,6 @@ class StageModule(L.LightningModule):
 
     def init_from(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         """Start from existing weights of this stage's component (strict: every key, every shape)."""
-        from ..weights import load_state_strict
-
         load_state_strict(self.trainable(), tensors, source)
 
     # ------------------------------------------------------------------------------------------------ export

@@ -38,7 +38,6 @@ def bench_ldm(preset: str | Preset = "tiny", device: str | None = None, train_ba
     """Measure the preset's ldm -> {"device", "preset", "params_m", "train": {...}, "sample": {batch: {...}}}."""
     from ..models.ldm import LatentDiffusion
     from ..sampling import guided, sample
-    from .ldm import diffusion_loss
 
     p = get_preset(preset) if isinstance(preset, str) else preset
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -71,7 +70,7 @@ def bench_ldm(preset: str | Preset = "tiny", device: str | None = None, train_ba
         _sync(dev)
         t0 = time.perf_counter()
         with amp:
-            loss = diffusion_loss(model, x0, video, cond, missing, g)
+            loss = model.loss(x0, video, cond, g, audio_missing=missing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -10,9 +10,7 @@ Every item is an (index, epoch) pair, so a dataset can make per-epoch choices (t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -26,8 +24,7 @@ from ..data.store import ClipDataset, Store
 from ..errors import Action2SoundError
 
 # ClipDataset (decoded frames + audio of a clip table) lives with the store, which decodes the same way.
-__all__ = ["ClipDataset", "StageData", "StoreDataset", "StreamSampler", "epoch_order", "load_clip_table",
-           "split_train_val"]
+__all__ = ["ClipDataset", "StageData", "StoreDataset", "StreamSampler", "epoch_order"]
 
 
 def epoch_order(n: int, seed: int, epoch: int, groups: np.ndarray | None = None, group_size: int = 1) -> np.ndarray:
@@ -154,46 +151,3 @@ class StageData(L.LightningDataModule):
         if self.val_set is None or len(self.val_set) == 0:
             return []
         return self._loader(self.val_set, None, self.val_batch_size)
-
-
-# ------------------------------------------------------------------------------------------- finding the data
-def load_clip_table(data: str | os.PathLike) -> ClipTable:
-    """The clips behind --data: a clip table (.tsv written by `data manifest`), an Ego4D-Sounds metadata TSV
-    (clip files under a `clips/` folder beside it, or beside the TSV), or a benchmark folder (its train.tsv)."""
-    from ..data.manifest import TABLE_COLUMNS, read_ego4d_sounds
-
-    path = Path(data)
-    if path.is_dir():
-        if not (path / "train.tsv").is_file():
-            raise Action2SoundError(f"{path}: a folder given as --data must hold train.tsv (a benchmark folder); "
-                                    "or pass a clip table .tsv")
-        path = path / "train.tsv"
-    if not path.is_file():
-        raise Action2SoundError(f"--data {path}: file not found; pass a clip table, an Ego4D-Sounds TSV or a "
-                                "benchmark folder")
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\r\n").split("\t")
-    if all(c in header for c in TABLE_COLUMNS):
-        return ClipTable.load(path)
-    if "video_uid" in header and "clip_file" in header:
-        root = path.parent / "clips" if (path.parent / "clips").is_dir() else path.parent
-        table, report = read_ego4d_sounds(path, root)
-        if len(table) == 0:
-            raise Action2SoundError(f"{path}: no readable clips ({report.summary()})")
-        return table
-    raise Action2SoundError(f"{path}: neither a clip table nor an Ego4D-Sounds TSV (header: {' '.join(header[:6])} "
-                            "...); build a table with `action2sound data manifest`")
-
-
-def split_train_val(table: ClipTable, val_clips: int = 64) -> tuple[ClipTable, ClipTable]:
-    """(train, val) of a table: its own val split when it has one; else, so that a small run still reports
-    held-out numbers, the clips of its last long video (at most `val_clips`), when there are two or more videos."""
-    val = table.split("val")
-    if len(val):
-        return table.split("train"), val[:val_clips]
-    videos = table.video_ids()
-    if len(videos) < 2:
-        return table, ClipTable()
-    held = videos[-1]
-    return table.filter(lambda c: c.video_id != held), table.filter(lambda c: c.video_id == held)[:val_clips]
-

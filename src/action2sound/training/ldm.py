@@ -13,38 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 
 from ..config import Preset, StageTrainConfig
+from ..media import write_audio
+from ..mel import mel_to_wave_griffinlim
 from ..models.ldm import LatentDiffusion
 from ..models.vae import decode_latent, sample_latent
 from ..sampling import guided, sample
 from .base import StageModule
 from .callbacks import EMA
-
-
-def diffusion_loss(model: LatentDiffusion, latents: torch.Tensor, video: torch.Tensor | None,
-                   audio: torch.Tensor | None, audio_missing: torch.Tensor | None,
-                   generator: torch.Generator | None) -> torch.Tensor:
-    """LatentDiffusion's objective (plain MSE to epsilon or v at uniform t) where `audio_missing` [B] forces
-    the audio null on top of the random condition dropout. latents, audio: scaled latents [B, C, F, W]."""
-    d = model.diffusion
-    b, dev = latents.shape[0], latents.device
-    t = torch.randint(0, d.num_train_timesteps, (b,), generator=generator, device=dev)
-    noise = torch.randn(latents.shape, generator=generator, device=dev, dtype=latents.dtype)
-    drop_video = torch.rand(b, generator=generator, device=dev) < d.p_drop_video
-    drop_audio = torch.rand(b, generator=generator, device=dev) < d.p_drop_audio
-    if audio_missing is not None:
-        drop_audio = drop_audio | audio_missing.to(dev)
-    abar = model.alphas_cumprod[t].to(latents.dtype).view(b, 1, 1, 1)
-    # Forward process (Ho et al. 2020, eq. 4); v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022).
-    x_t = abar.sqrt() * latents + (1.0 - abar).sqrt() * noise
-    if d.prediction_type == "epsilon":
-        target = noise
-    else:
-        target = abar.sqrt() * noise - (1.0 - abar).sqrt() * latents
-    ctx = model.context(video, audio if model.conditioner.audio is not None else None, drop_video, drop_audio)
-    return F.mse_loss(model(x_t, t, ctx).float(), target.float())
 
 
 class LDMStage(StageModule):
@@ -77,7 +55,7 @@ class LDMStage(StageModule):
 
     def compute_loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         x0, cond, missing = self.latents(batch, generator)
-        return diffusion_loss(self.model, x0, batch["video_tokens"], cond, missing, generator)
+        return self.model.loss(x0, batch["video_tokens"], cond, generator, audio_missing=missing)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.compute_loss(batch, self.step_generator())
@@ -128,9 +106,7 @@ class LDMStage(StageModule):
             # The neighbour's posterior mean; a clip without one gets the audio null, as in training.
             audio = batch["cond_mean"] * self.preset.vae.scaling_factor
             missing = ~batch["has_cond"].bool()
-        every = torch.ones(video.shape[0], dtype=torch.bool, device=video.device)
-        full = model.context(video, audio, drop_audio=missing)
-        null_video = model.context(video, audio, drop_video=every, drop_audio=missing)
+        full, null_video, _ = model.guidance_contexts(video, audio, missing, null_audio=False)
         denoiser = guided(model, full, null_video, None, w_video=d.guidance_scale)
         shape = (video.shape[0], *self.preset.latent_shape)
         return sample(denoiser, shape, d.sampler, steps or d.sample_steps, generator=generator, diffusion=d,
@@ -139,11 +115,6 @@ class LDMStage(StageModule):
     def write_samples(self) -> Path | None:
         """Generate the fixed sample batch with the EMA weights; write target | generated mels as a PNG and,
         with a VAE, the generated sounds as WAV (Griffin-Lim: the ldm stage has no vocoder)."""
-        from PIL import Image
-
-        from ..media import write_audio
-        from ..mel import mel_to_wave_griffinlim
-
         if self.sample_dir is None:
             return None
         batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in self.sample_batch.items()}

@@ -25,12 +25,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import default_collate
 
 from ..config import Preset, override, preset_from_dict
 from ..config import preset as get_preset
+from ..data.splits import load_clip_table, split_train_val
+from ..data.store import ClipDataset, Store
 from ..errors import Action2SoundError
+from ..models.sync_classifier import data_preset
+from ..weights import file_sha256, load_component, read_weights, save_weights
+from .av import AVStage
+from .callbacks import EMA, StepCheckpoint
+from .data import StageData, StoreDataset
+from .ldm import LDMStage
+from .sync import SyncStage
+from .vae import VAEStage
+from .vocoder import VocoderStage
 
 STAGES = ("av", "vae", "vocoder", "ldm", "sync")
 
@@ -53,8 +67,6 @@ def _accelerator() -> str:
 
 
 def _loggers(stage_dir: Path) -> list:
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
     # Each (re)start writes its own version folder: a resumed run never overwrites the earlier logs.
     loggers = [CSVLogger(stage_dir, name="logs")]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
@@ -106,8 +118,6 @@ def _ldm_preset(p: Preset, store) -> Preset:
 
 def _sample_vae(out: Path, store) -> torch.nn.Module | None:
     """The run's VAE, if it is the one the store was encoded with (to draw the periodic samples as mels)."""
-    from ..weights import file_sha256, load_component
-
     f = out / "vae" / "weights.safetensors"
     if f.is_file() and file_sha256(f) == store.meta.get("source", {}).get("vae"):
         return load_component(f, "vae")[0]
@@ -124,7 +134,7 @@ def train(
 ) -> TrainResult:
     """Train one stage ("av", "vae", "vocoder", "ldm" or "sync") into `out/<stage>`; returns a TrainResult.
 
-    sync (the AV-Sync classifier of evaluation) uses the preset's av optimiser section (`train.av.*`).
+    sync (the AV-Sync classifier, models/sync_classifier.py) uses the preset's av optimiser section (`train.av.*`).
     data: av / vae / vocoder / sync: a clip table, an Ego4D-Sounds TSV or a benchmark folder; ldm: a store folder.
     overrides: "key.sub=value" strings on the Preset, e.g. "train.ldm.lr=3e-4", "diffusion.p_drop_audio=0.2".
     devices, nodes: GPUs per node and nodes (DDP when more than one in all; on a CPU, processes, for debugging).
@@ -135,12 +145,6 @@ def train(
     cache_mb: decoded clips kept in memory per data process (av / vae / vocoder), so that a small training
         set is decoded once; 0 decodes every time.
     """
-    import lightning as L
-
-    from ..weights import read_weights, save_weights
-    from .callbacks import EMA, StepCheckpoint
-    from .data import StageData, StoreDataset, load_clip_table, split_train_val
-
     t0 = time.perf_counter()
     if stage not in STAGES:
         raise Action2SoundError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
@@ -154,8 +158,6 @@ def train(
     # ---- 1. data
     groups, group_size = None, 1
     if stage == "ldm":
-        from ..data.store import Store
-
         store = Store(data)
         p = _ldm_preset(p, store)
         train_rows, val_rows = _split_rows(store.table, val_clips)
@@ -163,15 +165,11 @@ def train(
         train_set = StoreDataset(store, train_rows, neighbours_k, seed, audio=use_audio)
         val_set = StoreDataset(store, val_rows, neighbours_k, seed, audio=use_audio) if len(val_rows) else None
     else:
-        from ..data.store import ClipDataset
-
         table = load_clip_table(data)
         train_table, val_table = split_train_val(table, val_clips)
         frames = stage in ("av", "sync")
         decode = p
         if stage == "sync":
-            from ..evaluation.sync import data_preset
-
             decode = data_preset(p)  # twice the frames: T for each half clip
         train_set = ClipDataset(train_table, decode, frames=frames, audio=True, cache_bytes=cache_mb << 20)
         val_set = ClipDataset(val_table, decode, frames=frames, audio=True, cache_bytes=cache_mb << 20) \
@@ -284,25 +282,13 @@ def _batches_in_checkpoint(path: Path) -> int:
 def _make_module(stage: str, p: Preset, cfg, seed: int, n_train: int, out: Path, sample_every: int,
                  stage_dir: Path, train_set, val_set):
     if stage == "av":
-        from .av import AVStage
-
         return AVStage(p, cfg, seed, n_train)
     if stage == "vae":
-        from .vae import VAEStage
-
         return VAEStage(p, cfg, seed, n_train)
     if stage == "vocoder":
-        from .vocoder import VocoderStage
-
         return VocoderStage(p, cfg, seed, n_train)
     if stage == "sync":
-        from .sync import SyncStage
-
         return SyncStage(p, cfg, seed, n_train)
-    from torch.utils.data import default_collate
-
-    from .ldm import LDMStage
-
     source = val_set if val_set is not None and len(val_set) else train_set
     sample_batch = default_collate([source[(k, 0)] for k in range(min(4, len(source)))])
     return LDMStage(p, cfg, seed, n_train, vae=_sample_vae(out, train_set.store), sample_every=sample_every,

@@ -1,4 +1,4 @@
-"""Stage sync: the AV-Sync classifier (evaluation/sync.py), trained on decoded clips with made-up negatives.
+"""Stage sync: the AV-Sync classifier (models/sync_classifier.py), trained on decoded clips with made-up negatives.
 
 Each clip of a batch gives one example on one of its halves (1.5 s of frames):
 - positive (half of the examples): the audio of the same span;
@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 
 from ..config import Preset, StageTrainConfig
-from ..evaluation.sync import (HALVES, SyncClassifier, clip_in_sync, half_pixels, half_probabilities, half_samples,
-                               sync_loss)
+from ..models.sync_classifier import (HALVES, SyncClassifier, clip_in_sync, half_pixels, half_probabilities,
+                                      half_samples, sync_loss)
 from .base import StageModule
 
 MIN_SHIFT_S = 0.5  # a shifted negative starts at least this far from the true start

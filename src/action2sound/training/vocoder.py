@@ -22,6 +22,7 @@ from ..models.vocoder import (
     mel_l1_loss,
     vocode,
 )
+from ..weights import load_state_strict
 from .base import StageModule
 
 
@@ -36,8 +37,6 @@ class VocoderStage(StageModule):
         self.automatic_optimization = False
         generator = build_hifigan(preset.audio, preset.vocoder)
         if preset.vocoder.source == "universal":
-            from ..weights import load_state_strict
-
             # Fine-tune the shipped generator: the preset's vocoder section must describe its architecture.
             load_state_strict(generator, load_universal_hifigan().state_dict(),
                               "the universal HiFi-GAN (vocoder.source=universal)")
@@ -51,8 +50,6 @@ class VocoderStage(StageModule):
 
     def init_from(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         """Start from a plain (weight-norm folded) generator's weights, e.g. an exported vocoder."""
-        from ..weights import load_state_strict
-
         plain = build_hifigan(self.preset.audio, self.preset.vocoder)
         load_state_strict(plain, tensors, source)
         self.generator = apply_weight_norm(plain)

@@ -1,0 +1,70 @@
+"""The settings of one `evaluate` run (OUT/settings.json), and the rounding its records use."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..conditions import AMBIENT_MODES
+from ..errors import Action2SoundError
+
+BASELINES = ("none", "retrieval", "groundtruth")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything one `evaluate` run depends on (saved as OUT/settings.json)."""
+
+    model: str
+    data: str
+    out: str
+    ambient: str = "retrieved"  # one of conditions.AMBIENT_MODES, or an audio/video file
+    baseline: str = "none"  # none (the model) | retrieval (the retrieved clip's audio) | groundtruth
+    vocoder: str = "auto"  # auto | griffinlim
+    seeds: int = 1
+    limit: int | None = None
+    split: str = "test"  # test | val | train | all
+    steps: int | None = None
+    index: str | None = None
+    sync: str | None = None  # a `train sync` weights file
+    fad_embedder: str = "aisfx"  # aisfx | av | vggish | panns | none
+    fad_weights: str | None = None  # vggish / panns weight file
+    device: str = "auto"
+    batch_size: int = 8
+    label: str | None = None
+    spectrograms: int = 4
+    kind_train_clips: int = 400
+    progress: bool = True
+
+    def check(self) -> None:
+        if self.baseline not in BASELINES:
+            raise Action2SoundError(f"--baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
+        if self.vocoder not in ("auto", "griffinlim"):
+            raise Action2SoundError(f"--vocoder must be auto or griffinlim, got {self.vocoder!r}")
+        if self.seeds < 1:
+            raise Action2SoundError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.limit is not None and self.limit < 1:
+            raise Action2SoundError(f"--limit must be at least 1, got {self.limit}")
+        if self.split not in ("test", "val", "train", "all"):
+            raise Action2SoundError(f"--split must be test, val, train or all, got {self.split!r}")
+        if self.ambient not in AMBIENT_MODES and not Path(self.ambient).is_file():
+            raise Action2SoundError(f"--ambient {self.ambient}: not one of {', '.join(AMBIENT_MODES)} and no such file")
+
+    @property
+    def row_label(self) -> str:
+        if self.label:
+            return self.label
+        if self.baseline != "none":
+            return f"{self.baseline} baseline"
+        parts = [f"ambient {Path(self.ambient).name if self.ambient not in AMBIENT_MODES else self.ambient}"]
+        if self.vocoder == "griffinlim":
+            parts.append("Griffin-Lim")
+        return "model, " + ", ".join(parts)
+
+
+def rounded(x: float | None, nd: int = 6) -> float | None:
+    """JSON-safe rounding: NaN / inf become None."""
+    if x is None or not math.isfinite(x):
+        return None
+    return round(float(x), nd)
