@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from action2sound.data import benchmark as B
-from action2sound.data import soundbank as SB
-from action2sound.data import synth
-from action2sound.data.contact_sheet import ClipArrays, contact_sheet
+from action2sound.benchmark import episode as B
+from action2sound.benchmark import soundbank as SB
+from action2sound.benchmark import sound as synth
+from action2sound.benchmark.contact_sheet import ClipArrays, contact_sheet
 from action2sound.errors import Action2SoundError
 
 SR = 22050

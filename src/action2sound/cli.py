@@ -10,7 +10,7 @@ from .errors import Action2SoundError
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
-    from .data.benchmark import build_benchmark
+    from .benchmark.episode import build_benchmark
 
     bank = args.bank if args.bank == "procedural" else Path(args.bank)
     summary = build_benchmark(Path(args.out), episodes=args.episodes, seed=args.seed, bank=bank,
@@ -20,7 +20,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def _cmd_soundbank(args: argparse.Namespace) -> None:
-    from .data.soundbank import build_soundbank
+    from .benchmark.soundbank import build_soundbank
 
     print(build_soundbank(Path(args.out), include_large=args.include_large))
 
@@ -45,7 +45,7 @@ def _cmd_manifest(args: argparse.Namespace) -> None:
 
 
 def _cmd_sheet(args: argparse.Namespace) -> None:
-    from .data.contact_sheet import contact_sheet
+    from .benchmark.contact_sheet import contact_sheet
 
     out = Path(args.out) if args.out else Path(args.clip).with_suffix(".png")
     contact_sheet(Path(args.clip), out, profile=args.profile)

@@ -40,7 +40,7 @@ def render_png(out_png: str | os.PathLike, video: str | os.PathLike, audio: np.n
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from .data.contact_sheet import draw_frame_strip, log_mel_db
+    from .benchmark.contact_sheet import draw_frame_strip, log_mel_db
     from .media import probe, read_frames_at
 
     prof = audio_profile(profile)

@@ -41,7 +41,7 @@ import numpy as np
 import soundfile
 
 from ..errors import Action2SoundError
-from . import synth
+from . import sound as synth  # split into sound + picture in the next commit
 
 ACTIONS = ("hit", "scrape", "drop", "shake")
 VERBS = {"hit": "hits", "scrape": "scrapes", "drop": "drops", "shake": "shakes"}
