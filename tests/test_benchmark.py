@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from action2sound.benchmark import episode as B
+from action2sound import benchmark as B
 from action2sound.benchmark import soundbank as SB
 from action2sound.benchmark import sound as synth
 from action2sound.benchmark.contact_sheet import ClipArrays, contact_sheet

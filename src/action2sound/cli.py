@@ -10,7 +10,7 @@ from .errors import Action2SoundError
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
-    from .benchmark.episode import build_benchmark
+    from .benchmark import build_benchmark
 
     bank = args.bank if args.bank == "procedural" else Path(args.bank)
     summary = build_benchmark(Path(args.out), episodes=args.episodes, seed=args.seed, bank=bank,

@@ -26,7 +26,7 @@ MODES = ("retrieved", "quiet", "none", "file")
 
 def run_demo(out: Path, episodes: int = 2, clips: int = 3, size: int = 128, seed: int = 0) -> Path:
     """Build held-out episodes under `out`, generate their sound, write `out/index.html`; return its path."""
-    from .benchmark.episode import build_benchmark
+    from .benchmark import build_benchmark
     from .benchmark.contact_sheet import contact_sheet
 
     out = Path(out)

@@ -208,7 +208,7 @@ class Measurer:
 
     def context(self, item: EvalClip, cache: Path) -> ClipContext:
         from .. import media
-        from ..benchmark.episode import load_clip_groundtruth
+        from ..benchmark.groundtruth import load_clip_groundtruth
         from ..data.store import decode_clip, frames_to_pixels
         from ..mel import fit_wave
 
@@ -286,7 +286,7 @@ def _r(x: float | None, nd: int = 6) -> float | None:
 
 def fit_kind_classifier(items: Sequence[EvalClip], max_clips: int = 400) -> bm.KindClassifier | None:
     """The event-kind classifier, fitted on the clean action stems of the benchmark's train clips."""
-    from ..benchmark.episode import load_clip_groundtruth
+    from ..benchmark.groundtruth import load_clip_groundtruth
     from ..data.manifest import read_ego4d_sounds
 
     roots = sorted({it.groundtruth.parent.parent for it in items if it.groundtruth is not None})
