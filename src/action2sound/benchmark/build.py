@@ -7,7 +7,8 @@ Layout of OUT (clip_file in the TSVs is relative to OUT/clips, as in Ego4D-Sound
   episodes/<uid>.{action,ambient,offscreen,mix}.wav   float32 stems of the whole episode
   episodes/<uid>.events.json            objects, narrated actions, every event, and the renderer's contacts
   episodes/<uid>.scene.npz              camera, fingertip and object trajectories, per frame
-  clips/<uid>/<uid>_narration_pass_1_<i>.mp4     3 s clips (video + mixed sound) around each action
+  clips/<uid>/<uid>_narration_pass_1_<i>.mp4     3 s clips (video + mixed sound), one per action, cut as
+                                        the layout says (clips.py: v2 anywhere around it, or centred on it)
   groundtruth/<clip_id>/{action,ambient,offscreen,mix}.wav, events.json, clip.json
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from . import writer
 from .banks import open_bank
-from .clips import centred_windows
+from .clips import clip_windows
 from .config import BenchmarkConfig, clip_id, test_episodes
 from .episode import make_episode, render_frames
 from .planning import detect_contacts
@@ -55,13 +56,14 @@ def build_benchmark(
     episode_seconds: tuple[float, float] = (40.0, 90.0),
     clip_seconds: float = 3.0,
     test_fraction: float = 0.2,
+    layout: str = "v2",
     progress: bool = True,
 ) -> BenchmarkSummary:
     """Build the ambient-aware benchmark under out_dir (layout in the module docstring) -> its summary."""
     t_start = time.perf_counter()
     cfg = BenchmarkConfig(episodes, seed, str(bank), size, float(fps), int(sample_rate),
                           (float(episode_seconds[0]), float(episode_seconds[1])), float(clip_seconds),
-                          float(test_fraction))
+                          float(test_fraction), layout)
     cfg.check()
     sound_bank = open_bank(bank, cfg.sample_rate)
     out = Path(out_dir)
@@ -86,7 +88,7 @@ def build_benchmark(
         writer.write_episode_media(out, ep, frames, mix, cfg)
         total_seconds += ep.n_frames / cfg.fps
         clip_list = []
-        for window in centred_windows(ep, cfg):
+        for window in clip_windows(ep, cfg):
             rows[split].append(writer.write_clip(out, ep, frames, mix, window, split, cfg))
             clip_list.append(clip_id(ep.uid, window.index))
         writer.write_episode_events(out, ep, split, detect_contacts(ep.trajectory, ep.objects), int(mix.size), cfg)

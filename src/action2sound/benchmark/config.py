@@ -21,10 +21,15 @@ EGO4D_COLUMNS = ("video_uid", "video_dur", "narration_source", "narration_ind", 
 FLAG_COLUMNS = ("speech", "background_music", "traffic_noise", "wind_noise")
 NARRATION_SOURCE = "narration_pass_1"
 STEMS = ("action", "ambient", "offscreen")
+# Where clips are cut (clips.py): "v2" places contacts anywhere in the window (0, 1 or several per clip);
+# "centred" is benchmark v1, every clip centred on its action's first contact, kept to reproduce old results.
+LAYOUTS = ("v2", "centred")
 
 # Spawn keys of the build-wide random streams; episode i uses spawn key (i,), so these sit far above any index.
 AMBIENT_ORDER_STREAM = 1 << 20
 TEST_SPLIT_STREAM = 1 << 21
+CLIP_STREAM = 1 << 22  # v2 clip windows: spawn key (CLIP_STREAM, episode index)
+PAUSE_STREAM = 1 << 23  # v2 pauses in the plan: spawn key (PAUSE_STREAM, episode index)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class BenchmarkConfig:
     episode_seconds: tuple[float, float] = (40.0, 90.0)
     clip_seconds: float = 3.0
     test_fraction: float = 0.2
+    layout: str = "v2"
 
     @property
     def clip_frames(self) -> int:
@@ -68,6 +74,8 @@ class BenchmarkConfig:
             raise Action2SoundError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
         if self.sample_rate < 8000:
             raise Action2SoundError(f"sample_rate must be >= 8000, got {self.sample_rate}")
+        if self.layout not in LAYOUTS:
+            raise Action2SoundError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
 
 
 def frame_to_sample(frame: int, fps: float, sample_rate: int) -> int:

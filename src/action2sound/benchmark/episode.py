@@ -13,7 +13,9 @@ control be measured exactly.
 
 Episode i depends only on (seed, i): six random streams are spawned from them, one per concern (scene, plan,
 contact sounds, ambient, off-screen sounds, length), so changing how one concern draws leaves the others be.
-Nothing here writes files (that is `writer.py`).
+Layout v2 adds a seventh for its pauses: the plan draws what it drew for v1, with a few long rests inserted
+(so fewer actions fit), which gives v2's clips with no visible contact somewhere to be. Nothing here writes
+files (that is `writer.py`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..errors import Action2SoundError
 from . import picture
 from . import sound as synth
 from .banks import ProceduralBank, RecordingBank
-from .config import ACTIONS, AMBIENT_ORDER_STREAM, BenchmarkConfig, episode_uid, frame_to_sample
+from .config import ACTIONS, AMBIENT_ORDER_STREAM, PAUSE_STREAM, BenchmarkConfig, episode_uid, frame_to_sample
 from .planning import Overflow, Planner, SceneObject, Trajectory, camera_path, place_objects, plan_action
 
 # 1. The scene. The view of `size` px looks into a larger world: a margin on every side for the camera to drift.
@@ -43,6 +45,9 @@ IDLE_OFFSET = ((-0.1, 0.1), (-0.06, 0.02), (-0.1, 0.2))  # where the hand idles 
 #                                                          fractions), z
 IDLE_MOVE_S = (0.3, 0.9)  # back to the idle point after an action
 IDLE_WAIT_S = (0.0, 1.2)  # then waiting there
+# Layout v2 only: now and then the hand rests longer than a clip, so some clips can show no contact at all.
+PAUSE_SHARE = 0.2  # of the actions, followed by a pause
+PAUSE_CLIPS = (1.0, 1.8)  # its length in clip lengths
 
 # 3. Contact sounds: one small room per episode, its reverberation added to every contact.
 ROOM_T60_S = (0.25, 0.5)
@@ -158,7 +163,9 @@ def make_episode(index: int, cfg: BenchmarkConfig, bank: Bank) -> Episode:
     # 1. The scene: surface, objects, hand, camera.
     scene = _lay_out_scene(n_frames, cfg, bank, r_scene)
     # 2. The plan: actions one after another, each fully inside the episode with room for its clip.
-    traj, actions, planned = _plan_actions(index, n_frames, cfg, scene, r_plan)
+    r_pause = (np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(PAUSE_STREAM, index)))
+               if cfg.layout == "v2" else None)
+    traj, actions, planned = _plan_actions(index, n_frames, cfg, scene, r_plan, r_pause)
     # 3. The sounds of the visible contacts, each starting on its frame's sample.
     action_stem, events = _sound_contacts(planned, actions, scene.objects, n_samples, cfg, bank, r_sound)
     # 4. Off-screen sounds, away from the visible contacts so every onset stays attributable.
@@ -202,9 +209,12 @@ def _lay_out_scene(n_frames: int, cfg: BenchmarkConfig, bank: Bank, rng: np.rand
     return _Scene(surface, objects, renderer, camera, margin)
 
 
-def _plan_actions(index: int, n_frames: int, cfg: BenchmarkConfig, scene: _Scene, rng: np.random.Generator
-                  ) -> tuple[Trajectory, list[NarratedAction], list[dict]]:
-    """Actions until the episode is full -> (trajectories, narrated actions, the planner's contact events)."""
+def _plan_actions(index: int, n_frames: int, cfg: BenchmarkConfig, scene: _Scene, rng: np.random.Generator,
+                  pause_rng: np.random.Generator | None) -> tuple[Trajectory, list[NarratedAction], list[dict]]:
+    """Actions until the episode is full -> (trajectories, narrated actions, the planner's contact events).
+
+    pause_rng (layout v2): after a PAUSE_SHARE of the actions the hand rests for PAUSE_CLIPS clip lengths.
+    """
     S, objects = cfg.size, scene.objects
     rest = np.array([scene.margin + HAND_REST[0] * S, scene.margin + HAND_REST[1] * S, HAND_REST[2]])
     p = Planner(n_frames, cfg.fps, objects, rest)
@@ -234,6 +244,8 @@ def _plan_actions(index: int, n_frames: int, cfg: BenchmarkConfig, scene: _Scene
             idle = rest + np.array([rng.uniform(x0, x1) * S, rng.uniform(y0, y1) * S, rng.uniform(z0, z1)])
             p.move(idle, p.n(rng.uniform(*IDLE_MOVE_S)))
             p.wait(p.n(rng.uniform(*IDLE_WAIT_S)))
+            if pause_rng is not None and pause_rng.random() < PAUSE_SHARE:
+                p.wait(p.n(pause_rng.uniform(*PAUSE_CLIPS) * cfg.clip_seconds))
         except Overflow:
             p.restore(snap)
             break

@@ -22,7 +22,9 @@ from .config import ACTIONS, EGO4D_COLUMNS, FLAG_COLUMNS, NARRATION_SOURCE, STEM
 from .episode import Episode, Event
 from .planning import Contact
 
-FORMAT = "action2sound ambient-aware benchmark v1"
+# The format names the layout: a v1 benchmark.json has no "layout" setting (its clips are centred), so a
+# centred build today writes exactly what v1 wrote.
+FORMATS = {"centred": "action2sound ambient-aware benchmark v1", "v2": "action2sound ambient-aware benchmark v2"}
 VERBS = {"hit": "hits", "scrape": "scrapes", "drop": "drops", "shake": "shakes"}
 # What the narration calls an object of each procedural material.
 NOUNS = {"wood": ("wooden", "board"), "metal": ("metal", "pan"), "glass": ("glass", "jar"),
@@ -126,10 +128,11 @@ def write_tsvs(out: Path, rows: dict[str, list[list[str]]]) -> None:
 
 
 def write_metadata(out: Path, cfg: BenchmarkConfig, bank, episodes: list[dict]) -> None:
-    """benchmark.json: the format, the seed and settings, the bank and its licence, and every episode."""
+    """benchmark.json: the format (v1 = centred, v2), the seed and settings, the bank, its licence, every episode."""
     (out / "benchmark.json").write_text(json.dumps({
-        "format": FORMAT,
-        "seed": cfg.seed, "settings": {k: v for k, v in asdict(cfg).items() if k != "seed"},
+        "format": FORMATS[cfg.layout],
+        "seed": cfg.seed,
+        "settings": {k: v for k, v in asdict(cfg).items() if k != "seed" and not (k == "layout" and v == "centred")},
         "bank": bank.name, "licence": bank.licence,
         "kinds": list(bank.kinds), "actions": list(ACTIONS), "ambient_kinds": list(bank.ambient_kinds),
         "clip_root": "clips", "stems": list(STEMS), "stem_format": "32-bit float WAV, mono",
