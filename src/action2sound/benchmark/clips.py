@@ -25,7 +25,7 @@ from .config import CLIP_STREAM, BenchmarkConfig, frame_to_sample
 from .episode import Episode, NarratedAction
 
 CONTACT_EDGE_S = 0.1  # v2: the anchoring contact sits at least this far inside its window
-REST_CLIP_SHARE = 0.75  # v2: of the actions followed by a rest longer than a clip, the share whose clip shows it
+REST_CLIP_SHARE = 0.5  # v2: of the actions followed by a rest longer than a clip, the share whose clip shows it
 OFFSCREEN_ONLY_SHARE = 0.5  # v2: of those, the share that holds an off-screen sound when the rest has one
 
 
