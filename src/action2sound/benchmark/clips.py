@@ -6,8 +6,8 @@
 - `v2`: the window is placed at random around its action, so the first contact lands anywhere in it (at least
   CONTACT_EDGE_S from either end, where an onset is still detectable); other contacts of the action or of
   its neighbours fall where they fall (0, 1 or several per clip). When the hand rests after the action
-  (v2 episodes have long pauses, episode.py), most such windows are moved into the rest instead: the clip
-  shows no visible contact onset at all (maybe the action's tail, maybe only an off-screen sound, which is
+  longer than a clip (v2 episodes have long pauses, episode.py), half such windows are moved into the rest
+  instead: the clip shows no visible contact onset at all (maybe the action's tail, maybe only an off-screen sound, which is
   preferred when one is there). The narration still names the action, as Ego4D narrations name a moment
   near the clip, and narration_time stays the window's centre (the reader cuts clips around it).
 
