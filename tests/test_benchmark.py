@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from action2sound.data import benchmark as B
-from action2sound.data import soundbank as SB
-from action2sound.data import synth
-from action2sound.data.contact_sheet import ClipArrays, contact_sheet
+from action2sound import benchmark as B
+from action2sound.benchmark import soundbank as SB
+from action2sound.benchmark import sound as synth
+from action2sound.benchmark.contact_sheet import ClipArrays, contact_sheet
 from action2sound.errors import Action2SoundError
 
 SR = 22050
@@ -338,6 +338,7 @@ def _fake_fetch(name: str, workdir: Path):
         _tone(samples / "loop_amen.flac", 100.0, 1.0)  # music: not wanted
         _tone(samples / "ambi_drone.flac", 80.0, 5.0, decay=None)
         _tone(samples / "ambi_sauna.flac", 80.0, 1.0, decay=None)  # too short for an ambient bed
+        _tone(samples / "perc_snap.flac", 0.0, 1.0)  # silent (tuxpaint ships such a file): not wanted
     else:
         tmp = workdir / "rain_12.wav"
         _tone(tmp, 0.0, 4.0, decay=None, noise=True)
@@ -358,6 +359,7 @@ def test_soundbank_sorts_package_files_and_lists_their_licences(tmp_path, monkey
     monkeypatch.setattr(SB, "fetch_package", _fake_fetch)
     summary = SB.build_soundbank(tmp_path, packages=("sonic-pi-samples", "0ad-data"), progress=False)
     assert summary.kinds == {"drum": 1, "metal": 2} and summary.ambient == 2
+    assert summary.skipped["silent"] == 1
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.suffix in (".flac", ".wav"))
     assert files == ["ambient/0ad-data__rain_12.wav", "ambient/sonic-pi-samples__ambi_drone.flac",
                      "events/drum/sonic-pi-samples__drum_tom_hi_hard.flac",

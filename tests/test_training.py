@@ -36,7 +36,7 @@ _SHARED: dict[str, Path] = {}
 def tiny_benchmark(tmp_path_factory) -> Path:
     """ONE small benchmark for the whole session (2 short episodes at 32 px), shared by the training tests."""
     if "bench" not in _SHARED:
-        from action2sound.data.benchmark import build_benchmark
+        from action2sound.benchmark import build_benchmark
 
         root = tmp_path_factory.mktemp("bench")
         build_benchmark(root, episodes=2, seed=0, size=32, episode_seconds=(15.0, 20.0), progress=False)

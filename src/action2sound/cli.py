@@ -10,17 +10,18 @@ from .errors import Action2SoundError
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
-    from .data.benchmark import build_benchmark
+    from .benchmark import build_benchmark
 
     bank = args.bank if args.bank == "procedural" else Path(args.bank)
     summary = build_benchmark(Path(args.out), episodes=args.episodes, seed=args.seed, bank=bank,
                               size=args.size, fps=args.fps, sample_rate=args.sample_rate,
-                              episode_seconds=tuple(args.episode_seconds), clip_seconds=args.clip_seconds)
+                              episode_seconds=tuple(args.episode_seconds), clip_seconds=args.clip_seconds,
+                              layout=args.layout)
     print(summary)
 
 
 def _cmd_soundbank(args: argparse.Namespace) -> None:
-    from .data.soundbank import build_soundbank
+    from .benchmark.soundbank import build_soundbank
 
     print(build_soundbank(Path(args.out), include_large=args.include_large))
 
@@ -45,7 +46,7 @@ def _cmd_manifest(args: argparse.Namespace) -> None:
 
 
 def _cmd_sheet(args: argparse.Namespace) -> None:
-    from .data.contact_sheet import contact_sheet
+    from .benchmark.contact_sheet import contact_sheet
 
     out = Path(args.out) if args.out else Path(args.clip).with_suffix(".png")
     contact_sheet(Path(args.clip), out, profile=args.profile)
@@ -378,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode-seconds", type=float, nargs=2, default=(40.0, 90.0), metavar=("MIN", "MAX"),
                    help="episode length range in seconds (default 40 90)")
     p.add_argument("--clip-seconds", type=float, default=3.0, help="clip length in seconds (default 3)")
+    p.add_argument("--layout", choices=["v2", "centred"], default="v2",
+                   help="where clips are cut: v2 (default) puts contacts anywhere in the clip, 0, 1 or several; "
+                        "centred is benchmark v1 (every clip centred on a contact), to reproduce old results")
     p.set_defaults(func=_cmd_benchmark)
 
     p = dsub.add_parser("soundbank", help="build a bank of real recordings from Debian packages (needs apt-get)")

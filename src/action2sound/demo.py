@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .api import Action2Sound
-from .data.benchmark import build_benchmark
-from .data.contact_sheet import contact_sheet
+from .benchmark import build_benchmark
+from .benchmark.contact_sheet import contact_sheet
 from .data.manifest import clean_narration
 from .levels import ambient_level_db
 from .media import read_audio_file

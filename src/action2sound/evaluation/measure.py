@@ -13,7 +13,7 @@ import torch
 
 from .. import media
 from ..config import Preset
-from ..data.benchmark import load_clip_groundtruth
+from ..benchmark.groundtruth import load_clip_groundtruth
 from ..data.manifest import read_ego4d_sounds
 from ..data.store import decode_clip
 from ..levels import ambient_level_db

@@ -28,6 +28,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import Action2SoundError
 
 AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac", ".mp3", ".oga", ".opus")
@@ -206,10 +208,13 @@ def _package_audio(root: Path):
 
 
 def _duration(path: Path) -> float | None:
+    """Seconds of sound in the file; None when libsndfile cannot decode it, 0 when it decodes to silence."""
     import soundfile
 
     try:
-        return float(soundfile.info(str(path)).duration)
+        seconds = float(soundfile.info(str(path)).duration)
+        # Some packages ship silent placeholders (tuxpaint's nandou.ogg): a bank must not hold them.
+        return seconds if np.any(soundfile.read(str(path), dtype="float32")[0]) else 0.0
     except Exception:  # noqa: BLE001 - not decodable by libsndfile: the caller skips it
         return None
 
@@ -262,8 +267,10 @@ def build_soundbank(out_dir: str | Path, include_large: bool = False, packages: 
                 copy(target)
                 seconds = _duration(target)
                 why = None
-                if seconds is None or seconds <= 0:
+                if seconds is None:
                     why = "undecodable"
+                elif seconds <= 0:
+                    why = "silent"
                 elif dest == "ambient" and seconds < MIN_AMBIENT_SECONDS:
                     why = f"ambient shorter than {MIN_AMBIENT_SECONDS:g} s"
                 elif dest != "ambient" and seconds > MAX_EVENT_SECONDS:
