@@ -323,6 +323,8 @@ def _read_checkpoint(path: Path) -> dict:
         raise _DamagedCheckpoint(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise _DamagedCheckpoint("no state_dict in it")
+    if not isinstance(ckpt.get("a2s_batches_seen", 0), int):
+        raise _DamagedCheckpoint("its a2s_batches_seen is not a count")
     return ckpt
 
 
@@ -349,7 +351,7 @@ def _resume_checkpoint(stage_dir: Path) -> tuple[Path, int]:
             continue
         if skipped:
             log.warning("resuming from %s: the newer %s could not be read", path, ", ".join(skipped))
-        return path, int(ckpt.get("a2s_batches_seen", 0))
+        return path, ckpt.get("a2s_batches_seen", 0)
     raise Action2SoundError(f"{stage_dir / 'checkpoints'}: no intact checkpoint to resume from (damaged: "
                             f"{', '.join(skipped) or 'none found'}); start the stage again "
                             "without --resume and a new --out")
