@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import json
 import logging
 import math
@@ -252,8 +253,10 @@ def train(
         use_distributed_sampler=False, default_root_dir=stage_dir,
     )
     dm = StageData(train_set, val_set, per_device, steps, seed, workers, groups, group_size)
-    # weights_only=True: Lightning reads the checkpoint again, with the same restricted unpickler as above.
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+    # Lightning reads the checkpoint again: with the same restricted unpickler as _read_checkpoint where it
+    # takes `weights_only` (2.6 on); older ones leave it to torch.load, after _read_checkpoint has vetted the file.
+    safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, **safe)
 
     # ---- 5. final numbers and weights
     metrics: dict[str, float] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
