@@ -7,6 +7,8 @@ once; nothing downstream types a shape in.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
 import typing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -295,25 +297,141 @@ class Preset:
         return dataclasses.asdict(self)
 
 
-def preset_from_dict(data: dict[str, Any]) -> Preset:
-    """Rebuild a Preset from `Preset.to_dict()` output (e.g. JSON in a weights file's metadata)."""
-    return _from_dict(Preset, data)
+def preset_from_dict(data: dict[str, Any], where: str = "") -> Preset:
+    """Rebuild a Preset from `Preset.to_dict()` output (e.g. JSON in a weights file's metadata).
+
+    Every value is checked against its field's type and, for the fields that size networks and buffers,
+    against _LIMITS, before any dataclass is built: a ValueError names the field ("unet.heads: ...", after
+    `where` and a dot when given, e.g. "preset").
+    """
+    return _from_dict(Preset, data, where)
 
 
-def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
+@dataclass(frozen=True)
+class _Bound:
+    lo: float
+    hi: float
+    max_len: int | None = None  # for tuple fields: at most this many entries
+
+
+_WIDTH, _LAYERS, _HEADS, _KERNEL = _Bound(1, 1 << 14), _Bound(1, 256), _Bound(1, 1024), _Bound(1, 4096)
+_STEPS = _Bound(0, 1 << 40)
+# Per-field sane maxima of a stored preset (model.json, a weights file's metadata, store.json, a run's
+# config.json), "Class.field": inclusive range (of every entry, for a tuple). Far above anything a preset
+# here uses (the paper's widest layer is 3072, its longest stack 12), far below what would exhaust memory
+# one field at a time; what sizes in combination make is bounded where networks are built (weights.py).
+# Fields not listed are only type-checked (and floats must be finite).
+_LIMITS: dict[str, _Bound] = {
+    "AudioProfile.sample_rate": _Bound(1, 384_000), "AudioProfile.n_fft": _Bound(1, 1 << 16),
+    "AudioProfile.hop": _Bound(1, 1 << 16), "AudioProfile.win": _Bound(1, 1 << 16),
+    "AudioProfile.n_mels": _Bound(1, 1024), "AudioProfile.duration": _Bound(1e-3, 600.0),
+    "AudioProfile.right_pad_frames": _Bound(0, 4096),
+    "VideoConfig.num_frames": _Bound(1, 1024), "VideoConfig.size": _Bound(1, 4096),
+    "AVConfig.video_patch": _KERNEL, "AVConfig.video_hidden": _WIDTH, "AVConfig.video_layers": _LAYERS,
+    "AVConfig.video_heads": _HEADS, "AVConfig.video_mlp": _Bound(1, 1 << 16),
+    "AVConfig.fbank_bins": _Bound(1, 1024),
+    "AVConfig.fbank_seconds": _Bound(1e-3, 600.0), "AVConfig.fbank_frames": _Bound(1, 1 << 16),
+    "AVConfig.audio_patch": _KERNEL, "AVConfig.audio_fstride": _KERNEL, "AVConfig.audio_tstride": _KERNEL,
+    "AVConfig.audio_hidden": _WIDTH, "AVConfig.audio_layers": _LAYERS, "AVConfig.audio_heads": _HEADS,
+    "AVConfig.audio_mlp": _Bound(1, 1 << 16), "AVConfig.embed_dim": _WIDTH,
+    "VAEConfig.in_channels": _Bound(1, 64), "VAEConfig.block_out_channels": _Bound(1, 1 << 14, max_len=8),
+    "VAEConfig.layers_per_block": _Bound(1, 64), "VAEConfig.latent_channels": _Bound(1, 1024),
+    "VAEConfig.norm_groups": _Bound(1, 1024), "VAEConfig.train_crop_frames": _Bound(0, 1 << 20),
+    "UNetConfig.block_out_channels": _Bound(1, 1 << 14, max_len=8),
+    "UNetConfig.attention_levels": _Bound(0, 1, max_len=8),
+    "UNetConfig.layers_per_block": _Bound(1, 64), "UNetConfig.heads": _HEADS,
+    "UNetConfig.transformer_depth": _Bound(1, 64), "UNetConfig.norm_groups": _Bound(1, 1024),
+    "ConditioningConfig.ctx_dim": _WIDTH, "ConditioningConfig.audio_hidden": _WIDTH,
+    "DiffusionConfig.num_train_timesteps": _Bound(1, 100_000), "DiffusionConfig.sample_steps": _Bound(1, 100_000),
+    "DiffusionConfig.beta_start": _Bound(0.0, 1.0), "DiffusionConfig.beta_end": _Bound(0.0, 1.0),
+    "DiffusionConfig.p_drop_video": _Bound(0.0, 1.0), "DiffusionConfig.p_drop_audio": _Bound(0.0, 1.0),
+    "VocoderConfig.upsample_initial_channel": _WIDTH, "VocoderConfig.upsample_rates": _Bound(1, 1024, 16),
+    "VocoderConfig.upsample_kernel_sizes": _Bound(1, 4096, 16),
+    "VocoderConfig.resblock_kernel_sizes": _Bound(1, 4096, 16),
+    "VocoderConfig.resblock_dilations": _Bound(1, 4096, 16), "VocoderConfig.mpd_periods": _Bound(1, 4096, 16),
+    "VocoderConfig.msd_scales": _Bound(1, 16), "VocoderConfig.disc_width": _Bound(1e-3, 64.0),
+    "VocoderConfig.segment_samples": _Bound(1, 1 << 24),
+    "StageTrainConfig.batch_size": _Bound(1, 1 << 20), "StageTrainConfig.epochs": _Bound(0, 1 << 20),
+    "StageTrainConfig.max_steps": _STEPS, "StageTrainConfig.warmup_steps": _STEPS,
+    "StageTrainConfig.checkpoint_every": _STEPS,
+}
+
+
+def _from_dict(cls: Any, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'preset'}: expected a {{...}} section, got {_show(data)}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - known
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+        raise ValueError(f"{where or cls.__name__}: unknown config keys {sorted(unknown)}")
+    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{where + '.' if where else ''}{missing[0]}: missing")
     kwargs = {}
     for name, value in data.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            kwargs[name] = _from_dict(kind, value)
-        else:
-            kwargs[name] = _tuplify(value)
+        path = f"{where}.{name}" if where else name
+        kwargs[name] = _checked(value, hints[name], path, _LIMITS.get(f"{cls.__name__}.{name}"))
     return cls(**kwargs)
+
+
+def _checked(value: Any, kind: Any, where: str, bound: _Bound | None) -> Any:
+    """`value` as a field of type `kind` holds it (JSON lists -> tuples), or a ValueError naming `where`."""
+    if dataclasses.is_dataclass(kind):
+        return _from_dict(kind, value, where)
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {_show(value)}")
+        variadic = len(args) == 2 and args[1] is Ellipsis
+        if not variadic and args and len(value) != len(args):
+            raise ValueError(f"{where}: expected {len(args)} entries, got {len(value)}")
+        if bound is not None and bound.max_len is not None and len(value) > bound.max_len:
+            raise ValueError(f"{where}: {len(value)} entries, at most {bound.max_len} make sense")
+        kinds = [args[0]] * len(value) if variadic else list(args) or [Any] * len(value)
+        return tuple(_checked(v, k, f"{where}[{i}]", bound) for i, (v, k) in enumerate(zip(value, kinds)))
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _checked(value, option, where, bound)
+            except ValueError:
+                continue
+        raise ValueError(f"{where}: expected {kind}, got {_show(value)}")
+    if kind is type(None):
+        if value is not None:
+            raise ValueError(f"{where}: expected null, got {_show(value)}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {_show(value)}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {_show(value)}")
+        return _in_bounds(value, where, bound)
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: expected a finite number, got {value}")
+        return _in_bounds(float(value), where, bound)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {_show(value)}")
+        return value
+    return _tuplify(value)  # a type this checker does not know: taken as given
+
+
+def _in_bounds(value: float, where: str, bound: _Bound | None) -> Any:
+    if bound is not None and not bound.lo <= value <= bound.hi:
+        raise ValueError(f"{where}: {value} is outside the sane range [{bound.lo}, {bound.hi}]")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
 def _tuplify(value: Any) -> Any:

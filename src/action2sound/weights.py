@@ -286,13 +286,69 @@ def read_model_json(path: str | os.PathLike) -> dict[str, Any]:
     if not mj.is_file():
         raise Action2SoundError(f"{path}: not a model directory (no {MODEL_JSON}); make one with "
                                 "`action2sound export RUN --out DIR`")
+    text = mj.read_text()
     try:
-        manifest = json.loads(mj.read_text())
+        manifest = json.loads(text)
     except json.JSONDecodeError as err:
         raise Action2SoundError(f"{mj}: not valid JSON ({err}); re-export the model") from None
-    if manifest.get("format") != FORMAT:
-        raise Action2SoundError(f"{mj}: format {manifest.get('format')!r}, expected {FORMAT!r}; re-export")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise Action2SoundError(f"{mj}: format {found!r}, expected {FORMAT!r}; re-export")
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if digest not in _CHECKED_MODEL_JSON:  # loading a model reads its model.json more than once
+        check_model_json(mj, manifest)
+        _CHECKED_MODEL_JSON.add(digest)
     return manifest
+
+
+_CHECKED_MODEL_JSON: set[str] = set()  # SHA-256 of model.json texts that passed check_model_json
+
+
+# A model.json whose networks would hold more parameters than this is refused before any is built: about
+# 20 GB in fp32, four times the paper's four networks together (1.16 B).
+MAX_MODEL_PARAMETERS = 5_000_000_000
+
+
+def check_model_json(mj: Path, manifest: dict[str, Any]) -> None:
+    """Types, names and sizes in a model.json, checked before anything is allocated; errors name the field.
+
+    The preset's fields are type- and range-checked (config.preset_from_dict); then its networks are built on
+    torch's meta device (shapes only, no memory) and their parameters counted against MAX_MODEL_PARAMETERS.
+    """
+    fix = "re-export the model directory (or correct the field)"
+    try:
+        preset = preset_from_dict(manifest.get("preset"), where="preset")
+    except ValueError as err:
+        raise Action2SoundError(f"{mj}: {err}; {fix}") from None
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise Action2SoundError(f"{mj}: files: expected a {{name: {{file, sha256}}}} section; {fix}")
+    for name, entry in files.items():
+        if not (isinstance(entry, dict) and _plain_name(entry.get("file")) and isinstance(entry.get("sha256"), str)):
+            raise Action2SoundError(f"{mj}: files.{name}: expected {{\"file\": a file name in the directory, "
+                                    f"\"sha256\": a string}}, got {str(entry)[:60]}; {fix}")
+    vocoder = manifest.get("vocoder", {"kind": "griffinlim"})
+    if not isinstance(vocoder, dict) or (vocoder.get("kind") == "file" and not _plain_name(vocoder.get("file"))):
+        raise Action2SoundError(f"{mj}: vocoder: expected {{\"kind\", \"file\"}} naming a file in the directory, "
+                                f"got {str(vocoder)[:60]}; {fix}")
+    built = [c for c in COMPONENTS if c in files] + (["vocoder"] if vocoder.get("kind") == "file" else [])
+    total = 0
+    for name in dict.fromkeys(built):
+        try:
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                total += sum(p.numel() for p in build_component(name, preset).parameters())
+        except Exception as err:  # any failure to build is a preset that does not describe this network
+            reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
+            raise Action2SoundError(f"{mj}: its preset does not describe a {name} network ({reason}); {fix}") \
+                from None
+    if total > MAX_MODEL_PARAMETERS:
+        raise Action2SoundError(f"{mj}: its preset's networks would hold {total:,} parameters, more than the "
+                                f"{MAX_MODEL_PARAMETERS:,} this loader accepts; {fix}")
+
+
+def _plain_name(name: Any) -> bool:
+    # A model directory's files live in it: no absolute paths, no "..", no sub-folders.
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
 
 
 def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True,

@@ -15,11 +15,20 @@ unscaled: training samples it), `ambient_db` [] (energy of the quietest 0.5 s wi
 Restartable: a shard is written under `shards/.000012.partial-<pid>/` and renamed when complete, so a killed
 run leaves no half shard in place, and a rerun skips finished shards. Several processes share the work by
 shard: rank r of `world` encodes the shards s with s % world == r (torchrun / SLURM ranks, or `--rank`).
+
+Complete means checked: each shard folder holds `shard.json`, written last, with every file's size and SHA-256
+(and the record's own SHA-256). A rerun of preencode and every Store open check each shard's file sizes
+against its record and each .npy header against its size (a stat and a 128-byte read per file: a cut-off copy,
+a full disk or a kill shows as a wrong size); a rerun redoes a damaged shard, Store refuses it naming the file.
+Rehashing every byte (`checksums=True`) reads the whole store (tens of GB for the paper's data), so it is
+asked for, not done on every open. Stores written before shard.json existed are checked by their headers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -40,7 +49,10 @@ FORMAT = "action2sound-store/1"
 STORE_JSON = "store.json"
 CLIPS_TSV = "clips.tsv"
 SHARDS = "shards"
+SHARD_JSON = "shard.json"
+SHARD_FORMAT = "action2sound-shard/1"
 AMBIENT_WINDOW_S = 0.5
+log = logging.getLogger(__name__)
 
 
 def store_fields(preset: Preset) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -174,11 +186,13 @@ class PreencodeReport:
     shards_written: int  # by this process
     clips_encoded: int  # by this process
     seconds: float
+    shards_damaged: int = 0  # found damaged (failed their check), removed and written again by this process
 
     def summary(self) -> str:
         rate = self.clips_encoded / self.seconds if self.seconds > 0 else 0.0
+        redone = f" ({self.shards_damaged} damaged ones redone)" if self.shards_damaged else ""
         return (f"store {self.store}: {self.num_clips} clips in {self.shards_total} shards; "
-                f"{self.shards_done_before} were already done, this process wrote {self.shards_written} "
+                f"{self.shards_done_before} were already done, this process wrote {self.shards_written}{redone} "
                 f"({self.clips_encoded} clips, {rate:.1f} clips/s, {self.seconds:.1f} s)")
 
 
@@ -246,12 +260,96 @@ def _write_shard(out: Path, s: int, arrays: dict[str, np.ndarray], fields: dict)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    files = {}
     for name, (_, dtype) in fields.items():
-        np.save(tmp / f"{name}.npy", np.ascontiguousarray(arrays[name], dtype=dtype))
+        path = tmp / f"{name}.npy"
+        with open(path, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(arrays[name], dtype=dtype))
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the record that vouches for it
+        files[path.name] = {"bytes": path.stat().st_size, "sha256": _file_sha256(path)}
+    clips = len(next(iter(arrays.values())))
+    record = {"format": SHARD_FORMAT, "clips": clips, "files": files}
+    record["record_sha256"] = _record_digest(record)
+    with open(tmp / SHARD_JSON, "w") as fh:  # last: a shard folder without it was never finished
+        fh.write(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     if final.exists():  # another rank finished the same shard first (same inputs, same result)
         shutil.rmtree(tmp)
         return
     tmp.rename(final)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _record_digest(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def shard_problem(folder: Path, fields: dict[str, tuple[tuple[int, ...], str]], clips: int,
+                  checksums: bool = False) -> str | None:
+    """What is wrong with a finished shard folder, naming the file; None when it is whole.
+
+    Sizes against the shard's record (when it has one: stores written before shard.json have none), each
+    .npy header against the clips and fields it must hold and against its file's size; with `checksums`,
+    every file's SHA-256 too (reads the whole shard).
+    """
+    record_path = folder / SHARD_JSON
+    record = None
+    if record_path.exists():
+        try:
+            record = json.loads(record_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            return f"{record_path}: not readable JSON"
+        if not isinstance(record, dict) or record.get("record_sha256") != _record_digest(record):
+            return f"{record_path}: its own checksum does not match (damaged or edited)"
+        names = {f"{name}.npy" for name in fields}
+        files = record.get("files")
+        if record.get("format") != SHARD_FORMAT or record.get("clips") != clips or not isinstance(files, dict) \
+                or set(files) != names:
+            return f"{record_path}: describes other contents than this store's {clips} clips of {sorted(names)}"
+    for name, (shape, dtype) in fields.items():
+        path = folder / f"{name}.npy"
+        if not path.is_file():
+            return f"{path}: missing"
+        size = path.stat().st_size
+        if record is not None:
+            want = record["files"][path.name]
+            if size != want["bytes"]:
+                return f"{path}: {size} bytes, its record says {want['bytes']}"
+        problem = _npy_problem(path, size, (clips, *shape), np.dtype(dtype))
+        if problem:
+            return f"{path}: {problem}"
+        if checksums and record is not None and _file_sha256(path) != record["files"][path.name]["sha256"]:
+            return f"{path}: its SHA-256 differs from its record"
+    return None
+
+
+def _npy_problem(path: Path, size: int, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+    """Whether a .npy file's header promises the array a shard needs, and its size holds that array."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            got_shape, fortran, got_dtype = read_header(fh)
+            data_start = fh.tell()
+    except (ValueError, OSError, EOFError) as err:
+        return f"not a readable .npy file ({err})"
+    if tuple(got_shape) != tuple(shape) or got_dtype != dtype or fortran:
+        return f"holds {got_dtype} {list(got_shape)}, the store needs {dtype} {list(shape)}"
+    need = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size != need:
+        return f"{size} bytes, its header needs {need} (cut off?)"
+    return None
 
 
 def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
@@ -281,12 +379,14 @@ class _ShardClips(Dataset):
 def preencode(
     table: ClipTable, encoder: Callable[[dict], dict[str, np.ndarray]] | ClipEncoder, out: str | os.PathLike,
     preset: Preset | None = None, shard_size: int = 256, batch_size: int = 16, workers: int = 0,
-    rank: int | None = None, world: int | None = None, progress: bool = True,
+    rank: int | None = None, world: int | None = None, progress: bool = True, checksums: bool = False,
 ) -> PreencodeReport:
     """Encode every clip of `table` once into the store at `out` (module docstring); returns a report.
 
     encoder: a ClipEncoder (or any callable of the same contract with `.fields`, `.preset`, `.source`).
-    workers: decoding processes feeding the encoder (DataLoader workers). Finished shards are skipped.
+    workers: decoding processes feeding the encoder (DataLoader workers). Finished shards are checked
+    (sizes and headers; with `checksums`, every byte against the SHA-256 of their record) and skipped; this
+    rank's damaged ones are removed and encoded again.
     """
     from tqdm import tqdm
 
@@ -301,7 +401,19 @@ def preencode(
     rank, world = _rank_world(rank, world)
     _prepare(out, table, _header(table, preset, fields, shard_size, getattr(encoder, "source", {})))
     n_shards = (len(table) + shard_size - 1) // shard_size
-    done = {s for s in range(n_shards) if (out / SHARDS / shard_name(s)).is_dir()}
+    done, damaged = set(), 0
+    for s in range(n_shards):
+        folder = out / SHARDS / shard_name(s)
+        if not folder.is_dir():
+            continue
+        clips = min((s + 1) * shard_size, len(table)) - s * shard_size
+        problem = shard_problem(folder, fields, clips, checksums)
+        if problem is None:
+            done.add(s)
+        elif s % world == rank:  # only the shard's own rank removes it: no race with its writer
+            log.warning("%s; encoding shard %s again", problem, shard_name(s))
+            shutil.rmtree(folder)
+            damaged += 1
     mine = [s for s in range(n_shards) if s % world == rank and s not in done]
     for s in mine:  # half-written shards of a killed run: only this rank writes these shards, so they are stale
         for stale in (out / SHARDS).glob(f".{shard_name(s)}.partial-*"):
@@ -338,7 +450,8 @@ def preencode(
         bar.update(b)
     bar.close()
     return PreencodeReport(store=out, num_clips=len(table), shards_total=n_shards, shards_done_before=len(done),
-                           shards_written=written, clips_encoded=len(rows), seconds=time.perf_counter() - t0)
+                           shards_written=written, clips_encoded=len(rows), seconds=time.perf_counter() - t0,
+                           shards_damaged=damaged)
 
 
 # --------------------------------------------------------------------------------------------- the reader
@@ -351,13 +464,20 @@ class Store:
         if not meta.is_file():
             raise Action2SoundError(f"{self.path}: not a store (no {STORE_JSON}); make one with "
                                     "`action2sound preencode`")
-        self.meta = json.loads(meta.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise Action2SoundError(f"{meta}: format {self.meta.get('format')!r}, expected {FORMAT!r}; re-encode")
-        self.preset = preset_from_dict(self.meta["preset"])
-        self.fields = {k: (tuple(shape), dtype) for k, (shape, dtype) in self.meta["fields"].items()}
-        self.shard_size = int(self.meta["shard_size"])
-        self.num_clips = int(self.meta["num_clips"])
+        try:
+            self.meta = json.loads(meta.read_text())
+            if self.meta.get("format") != FORMAT:
+                raise Action2SoundError(f"{meta}: format {self.meta.get('format')!r}, expected {FORMAT!r}; "
+                                        "re-encode")
+            self.preset = preset_from_dict(self.meta["preset"])
+            self.fields = {k: (tuple(shape), dtype) for k, (shape, dtype) in self.meta["fields"].items()}
+            self.shard_size = int(self.meta["shard_size"])
+            self.num_clips = int(self.meta["num_clips"])
+        except Action2SoundError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise Action2SoundError(f"{meta}: damaged or from another version ({err}); delete the store and run "
+                                    "`action2sound preencode` again") from None
         self.num_shards = (self.num_clips + self.shard_size - 1) // self.shard_size
         missing = [s for s in range(self.num_shards) if not (self.path / SHARDS / shard_name(s)).is_dir()]
         if missing:
@@ -368,7 +488,17 @@ class Store:
         if len(self.table) != self.num_clips:
             raise Action2SoundError(f"{self.path / CLIPS_TSV} has {len(self.table)} clips, {STORE_JSON} says "
                                     f"{self.num_clips}; the store is damaged, re-encode it")
+        self.check()
         self._maps: dict[tuple[int, str], np.ndarray] = {}
+
+    def check(self, checksums: bool = False) -> None:
+        """Raise naming the first damaged shard file (see shard_problem; `checksums` rehashes every byte)."""
+        for s in range(self.num_shards):
+            clips = min((s + 1) * self.shard_size, self.num_clips) - s * self.shard_size
+            problem = shard_problem(self.path / SHARDS / shard_name(s), self.fields, clips, checksums)
+            if problem:
+                raise Action2SoundError(f"store {self.path}: shard {shard_name(s)} is damaged ({problem}); rerun "
+                                        "`action2sound preencode` with the same --out to redo it")
 
     def __len__(self) -> int:
         return self.num_clips

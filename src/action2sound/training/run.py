@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import json
+import logging
 import math
 import os
+import pickle
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,7 @@ from .vae import VAEStage
 from .vocoder import VocoderStage
 
 STAGES = ("av", "vae", "vocoder", "ldm", "sync")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,12 +84,17 @@ def _resolve_config(stage: str, stage_dir: Path, preset: str | Preset, overrides
     config_file = stage_dir / "config.json"
     last = stage_dir / "checkpoints" / "last.ckpt"
     if resume:
-        if not last.is_file() or not config_file.is_file():
+        if not _checkpoints(stage_dir) or not config_file.is_file():
             raise Action2SoundError(f"{stage_dir}: nothing to resume (no checkpoints/last.ckpt); start the stage "
                                     "without --resume")
-        saved = json.loads(config_file.read_text())
-        p = override(preset_from_dict(saved["preset"]), overrides)
-        return p, int(saved["seed"]), str(data) if data is not None else saved["data"]
+        try:
+            saved = json.loads(config_file.read_text())
+            p = preset_from_dict(saved["preset"])
+            seed, data = int(saved["seed"]), str(data) if data is not None else saved["data"]
+        except (ValueError, TypeError, KeyError) as err:
+            raise Action2SoundError(f"{config_file}: damaged or from another version ({err}); start the stage "
+                                    "anew with a new --out") from None
+        return override(p, overrides), seed, data
     if last.is_file():
         raise Action2SoundError(f"{stage_dir} already holds a {stage} run; pass --resume to continue it, or a new "
                                 "--out")
@@ -152,8 +162,12 @@ def train(
     stage_dir = out / stage
     try:
         p, seed, data = _resolve_config(stage, stage_dir, preset, list(overrides), resume, seed, data)
+    except Action2SoundError:
+        raise
     except ValueError as err:  # a bad --set
         raise Action2SoundError(str(err)) from None
+    # Before any data is read: the checkpoint to continue from, checked (and the batches it holds).
+    resume_from, start = _resume_checkpoint(stage_dir) if resume else (None, 0)
 
     # ---- 1. data
     groups, group_size = None, 1
@@ -216,7 +230,6 @@ def train(
         return TrainResult(stage, stage_dir, 0, time.perf_counter() - t0, {}, weights_path)
 
     # ---- 4. the trainer
-    start = _batches_in_checkpoint(stage_dir / "checkpoints" / "last.ckpt") if resume else 0
     if start >= steps:
         raise Action2SoundError(f"{stage_dir}: already trained {start} of {steps} steps; raise --max-steps to "
                                 "train further")
@@ -238,8 +251,10 @@ def train(
         use_distributed_sampler=False, default_root_dir=stage_dir,
     )
     dm = StageData(train_set, val_set, per_device, steps, seed, workers, groups, group_size)
-    ckpt = stage_dir / "checkpoints" / "last.ckpt" if resume else None
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+    # Lightning reads the checkpoint again: with the same restricted unpickler as _read_checkpoint where it
+    # takes `weights_only` (2.6 on); older ones leave it to torch.load, after _read_checkpoint has vetted the file.
+    safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, **safe)
 
     # ---- 5. final numbers and weights
     metrics: dict[str, float] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
@@ -274,9 +289,73 @@ def _strategy(stage: str, world: int) -> str:
     return "ddp_find_unused_parameters_true" if stage == "vocoder" else "ddp"
 
 
-def _batches_in_checkpoint(path: Path) -> int:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    return int(ckpt.get("a2s_batches_seen", 0))
+def _checkpoints(stage_dir: Path) -> list[Path]:
+    """The stage's checkpoints, in the order a resume tries them: last.ckpt, then stepN.ckpt newest first."""
+    folder = stage_dir / "checkpoints"
+    steps = sorted(folder.glob("step*.ckpt"), reverse=True)  # zero-padded step numbers sort as numbers
+    return [p for p in [folder / "last.ckpt", *steps] if p.is_file()]
+
+
+class _DamagedCheckpoint(Exception):
+    """A checkpoint file that is not a whole checkpoint (empty, truncated): a resume skips it."""
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, read without running code: torch's weights-only unpickler, memory-mapped.
+
+    Raises _DamagedCheckpoint for an unreadable file and Action2SoundError for one the unpickler refuses.
+    """
+    # torch.save (and so Lightning) writes zip archives: anything else is a cut-off or foreign file, and is
+    # never unpickled at all.
+    if path.stat().st_size == 0:
+        raise _DamagedCheckpoint("empty")
+    if not zipfile.is_zipfile(path):
+        raise _DamagedCheckpoint("cut off: not a whole zip archive")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        # A checkpoint that train wrote holds only tensors, containers and numbers; this one names other
+        # objects (code to run, perhaps). Stop: falling back would hide that someone replaced the file.
+        raise Action2SoundError(
+            f"{path}: refused: the safe loader found objects a training checkpoint never holds "
+            f"({_refusal_reason(err)}); if you did not make this file, delete it and resume from an older "
+            "stepN.ckpt") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        raise _DamagedCheckpoint(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise _DamagedCheckpoint("no state_dict in it")
+    if not isinstance(ckpt.get("a2s_batches_seen", 0), int):
+        raise _DamagedCheckpoint("its a2s_batches_seen is not a count")
+    return ckpt
+
+
+def _refusal_reason(err: Exception) -> str:
+    # torch's message is a page long; the line naming the refused global is the one that says why.
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line]
+    return (named or lines or ["refused"])[0].split(" was not")[0][:160]
+
+
+def _resume_checkpoint(stage_dir: Path) -> tuple[Path, int]:
+    """The checkpoint a resume continues from and the training batches it holds.
+
+    last.ckpt when it is whole; else, with a warning, the newest whole stepN.ckpt (a kill or a full disk can
+    leave last.ckpt empty or cut off).
+    """
+    skipped = []
+    for path in _checkpoints(stage_dir):
+        try:
+            ckpt = _read_checkpoint(path)
+        except _DamagedCheckpoint as err:
+            skipped.append(f"{path.name} ({err})")
+            log.warning("%s is damaged (%s); trying an older checkpoint", path, err)
+            continue
+        if skipped:
+            log.warning("resuming from %s: the newer %s could not be read", path, ", ".join(skipped))
+        return path, ckpt.get("a2s_batches_seen", 0)
+    raise Action2SoundError(f"{stage_dir / 'checkpoints'}: no intact checkpoint to resume from (damaged: "
+                            f"{', '.join(skipped) or 'none found'}); start the stage again "
+                            "without --resume and a new --out")
 
 
 def _make_module(stage: str, p: Preset, cfg, seed: int, n_train: int, out: Path, sample_every: int,
