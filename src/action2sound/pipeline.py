@@ -385,8 +385,11 @@ class GenerationResult:
         return self.audio.size / self.sample_rate
 
     def save(self, out_dir: str | os.PathLike, name: str | None = None, format: str = "wav",
-             keep_original_audio: str = "replace", image: bool = True) -> dict[str, Path]:
-        """Write NAME.wav|flac, NAME.mp4 (the video with this track), NAME.png and NAME.json (last) -> paths."""
+             keep_original_audio: str = "replace", image: bool = True, container: str = "mp4") -> dict[str, Path]:
+        """Write NAME.wav|flac, NAME.mp4|mkv (the video with this track), NAME.png and NAME.json (last) -> paths.
+
+        The video stream is copied into `container` when it takes it, else re-encoded (`media.plan_mux`).
+        """
         from . import media
         from .render import render_png
 
@@ -402,8 +405,8 @@ class GenerationResult:
         paths = {"audio": out / f"{name}.{format}"}
         media.write_audio(paths["audio"], self.audio, self.sample_rate)
         if self.video is not None:
-            paths["video"] = out / f"{name}.mp4"
-            media.mux_audio(self.video, self.audio, self.sample_rate, paths["video"], keep_original_audio)
+            paths["video"] = out / f"{name}.{container}"
+            mux = media.mux_audio(self.video, self.audio, self.sample_rate, paths["video"], keep_original_audio)
             if image:
                 paths["image"] = out / f"{name}.png"
                 render_png(paths["image"], self.video, self.audio, self.sample_rate,
@@ -414,6 +417,9 @@ class GenerationResult:
         meta["outputs"] = {k: p.name for k, p in paths.items()}
         meta["settings"]["format"] = format
         meta["settings"]["keep_original_audio"] = keep_original_audio
+        meta["settings"]["container"] = container
+        if self.video is not None:
+            meta["mux"] = mux.record()
         meta["timings"]["save"] = round(time.perf_counter() - t0, 4)
         paths["json"] = out / f"{name}.json"
         tmp = paths["json"].with_name(f".{paths['json'].name}.partial")
