@@ -327,6 +327,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(report.out)
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from .serve import ServeSettings, serve
+
+    serve(ServeSettings(model=args.model, index=args.index, host=args.host, port=args.port, device=args.device,
+                        max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds))
+
+
+def _add_serve_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="the web UI: upload a video, choose the ambient, watch and download the result")
+    p.add_argument("--model", help="model directory (default: the packaged default model)")
+    p.add_argument("--index", help="retrieval index folder (default MODEL/index)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (default 200 MB)")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="longest video accepted (default 120 s)")
+    p.set_defaults(func=_cmd_serve)
+
+
 def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="generate for a test set and measure it (FAD, AV-Sync, benchmark metrics); "
                                         "resumable")
@@ -418,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_commands(sub)
     _add_generate_commands(sub)
     _add_evaluation_commands(sub)
+    _add_serve_command(sub)
     return parser
 
 

@@ -30,7 +30,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -475,9 +475,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------- generate
     @torch.no_grad()
-    def generate(self, videos: Sequence[str | os.PathLike], options: GenerateOptions = GenerateOptions()
-                 ) -> list[GenerationResult | Action2SoundError]:
-        """One result per video, in order: a GenerationResult, or the Action2SoundError that input raised."""
+    def generate(self, videos: Sequence[str | os.PathLike], options: GenerateOptions = GenerateOptions(),
+                 progress: Callable[[int, int], None] | None = None) -> list[GenerationResult | Action2SoundError]:
+        """One result per video, in order: a GenerationResult, or the Action2SoundError that input raised.
+
+        progress(done, total) is called as windows are sampled (all videos' windows together).
+        """
         opts = options.resolved(self.preset)
         results: list[GenerationResult | Action2SoundError | None] = [None] * len(videos)
 
@@ -496,7 +499,7 @@ class Pipeline:
                 jobs.remove(job)
 
         # 4. Sample every window; a chained window waits for its predecessor's latent.
-        self._sample(jobs, opts)
+        self._sample(jobs, opts, progress)
 
         # 5-6. Decode, vocode, assemble.
         for job in jobs:
@@ -636,7 +639,12 @@ class Pipeline:
         return self._wave_latent(wave), "audio"
 
     # ------------------------------------------------------------------------------------------- step 4
-    def _sample(self, jobs: list[_Job], opts: GenerateOptions) -> None:
+    def _sample(self, jobs: list[_Job], opts: GenerateOptions, progress: Callable[[int, int], None] | None = None
+                ) -> None:
+        total = sum(len(job.starts) for job in jobs)
+        done = 0
+        if progress is not None:
+            progress(done, total)
         while True:
             ready: list[tuple[_Job, int]] = []
             for job in jobs:
@@ -661,6 +669,9 @@ class Pipeline:
                 share = (time.perf_counter() - t0) / len(chunk)
                 for job, _ in chunk:
                     job.clock.add("sample", share)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
 
     # ------------------------------------------------------------------------------------------- step 5-6
     def _finish(self, job: _Job, opts: GenerateOptions) -> GenerationResult:
