@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from action2sound import Action2Sound, api, media
@@ -103,3 +104,30 @@ def test_a_cinepak_avi_comes_out_as_a_playable_mp4_with_its_record(env, tmp_path
                  "--steps", "1", "--device", "cpu", "--quiet", "--container", "mkv"]) == 0
     assert (out / "old camera.mkv").is_file()
     assert json.loads((out / "old camera.json").read_text())["mux"]["container"] == "matroska"
+
+
+def test_a_folder_of_the_four_kinds_of_video_and_a_truncated_one(env, tmp_path, capsys):
+    """The issue's check: H.264 mp4, mp4 without sound, cinepak AVI, MS-MPEG4 AVI -> wav + playable mp4 + json
+    each; a truncated file beside them is reported by name and the exit status says one failed."""
+    folder = tmp_path / "videos"
+    frames = index_frames(36, 64, 64)
+    media.write_video(folder / "phone.mp4", frames, fps=12, audio=np.zeros(3 * 16_000), sample_rate=16_000)
+    media.write_video(folder / "silent.mp4", frames, fps=12)
+    media.write_video(folder / "cinepak.avi", frames, fps=12, codec="cinepak")
+    media.write_video(folder / "msmpeg4.avi", frames, fps=12, codec="msmpeg4")
+    data = (folder / "phone.mp4").read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    assert main(["generate", str(folder), "--model", str(env.model), "--out", str(out), "--ambient", "none",
+                 "--steps", "1", "--device", "cpu", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "generated 4, skipped 0" in captured.out and "failed 1" in captured.out
+    failures = [line for line in captured.err.splitlines() if line.startswith("action2sound: failed:")]
+    assert len(failures) == 1 and "truncated.mp4" in failures[0] and "truncated" in failures[0].split(":", 2)[2]
+    for name in ("phone", "silent", "cinepak", "msmpeg4"):
+        with av.open(str(out / f"{name}.mp4")) as c:
+            assert c.streams.video[0].codec_context.name in ("h264",), name  # what every player plays
+            assert len(c.streams.audio) == 1
+        assert media.video_duration(out / f"{name}.mp4") == pytest.approx(3.0, abs=1e-3), name
+        assert (out / f"{name}.wav").is_file() and (out / f"{name}.json").is_file()
+    assert not (out / "truncated.json").exists()
