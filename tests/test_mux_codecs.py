@@ -163,3 +163,17 @@ def test_plan_errors_name_the_input(tmp_path):
     with pytest.raises(Action2SoundError, match=r"out\.avi.*use one of \.mp4"):
         media.mux_audio(src, np.zeros(SR), SR, tmp_path / "out.avi")
     assert not (tmp_path / "out.avi").exists()
+
+
+def test_a_plan_made_for_another_mode_or_container_is_not_used(tmp_path):
+    src = tmp_path / "src.mp4"
+    media.write_video(src, index_frames(20), fps=10, audio=click_train(2 * SR, [4_000]), sample_rate=SR)
+    replace_plan = media.plan_mux(src, "mp4")
+    assert replace_plan.copy_original_audio is None
+    out = tmp_path / "add.mp4"
+    used = media.mux_audio(src, np.zeros(2 * SR), SR, out, keep_original_audio="add", plan=replace_plan)
+    assert used.copy_original_audio is True
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 2  # the original track was not dropped
+    used = media.mux_audio(src, np.zeros(2 * SR), SR, tmp_path / "o.webm", plan=replace_plan)
+    assert used.container == "webm" and used.encoder == "libvpx-vp9"

@@ -832,8 +832,8 @@ def mux_audio(
                                 "choose another output path")
     fmt = mux_container(out_path)
     wave = _check_wave(video_path, wave)
-    if plan is None or plan.container != fmt:
-        plan = plan_mux(video_path, fmt, keep_original_audio)
+    if plan is None or plan.container != fmt or (keep_original_audio == "add" and plan.copy_original_audio is None):
+        plan = plan_mux(video_path, fmt, keep_original_audio)  # none given, or made for another output
     duration = video_duration(video_path)
     n = int(round(duration * sample_rate))
     track = np.zeros(n, dtype=np.float32)

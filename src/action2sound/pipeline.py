@@ -398,6 +398,9 @@ class GenerationResult:
         if keep_original_audio not in KEEP_AUDIO:
             raise Action2SoundError(f"keep_original_audio must be one of {', '.join(KEEP_AUDIO)}, "
                                     f"got {keep_original_audio!r}")
+        if f".{container}" not in media.MUX_CONTAINERS:
+            raise Action2SoundError(f"unknown container {container!r}; use one of "
+                                    f"{', '.join(e[1:] for e in media.MUX_CONTAINERS)}")
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         name = name or (self.video.stem if self.video is not None else "generated")
