@@ -177,3 +177,17 @@ def test_a_plan_made_for_another_mode_or_container_is_not_used(tmp_path):
         assert len(c.streams.audio) == 2  # the original track was not dropped
     used = media.mux_audio(src, np.zeros(2 * SR), SR, tmp_path / "o.webm", plan=replace_plan)
     assert used.container == "webm" and used.encoder == "libvpx-vp9"
+
+
+def test_a_rotated_video_reencoded_for_the_browser_comes_out_upright(tmp_path):
+    from media_factory import asymmetric_picture
+
+    src = tmp_path / "phone.mp4"
+    media.write_video(src, np.stack([asymmetric_picture()] * 10), fps=10, rotation=90)
+    want = media.read_frames_at(src, [0.05], size=None)[0]  # upright, as players show it: [48, 32, 3]
+    out = tmp_path / "preview.webm"
+    media.mux_audio(src, np.zeros(SR), SR, out)
+    info = media.probe(out)
+    assert (info.rotation, info.width, info.height) == (0, 32, 48)
+    got = media.read_frames_at(out, [0.05], size=None)[0]
+    assert got.shape == want.shape and np.abs(got.astype(int) - want.astype(int)).mean() < 12

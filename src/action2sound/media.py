@@ -776,11 +776,18 @@ def plan_mux(video_path: str | os.PathLike, container: str = "mp4",
 
 def _add_reencoded_video(out: av.container.OutputContainer, vs: av.video.stream.VideoStream, encoder: str,
                          rotation: int):
-    """An output stream that re-encodes `vs` on the input's own clock (its time base and frame timestamps)."""
+    """An output stream that re-encodes `vs` on the input's own clock (its time base and frame timestamps).
+
+    The pictures are turned upright (`rotation`, counter-clockwise degrees) rather than tagged: not every
+    container and player honours a display matrix (webm in a browser does not).
+    """
     rate = vs.average_rate or vs.guessed_rate or Fraction(25)
     ov = out.add_stream(encoder, rate=rate)
+    w, h = vs.codec_context.width, vs.codec_context.height
+    if rotation % 180:
+        w, h = h, w
     # 4:2:0 needs even sizes; an odd one loses its last row or column to scaling by one pixel.
-    ov.width, ov.height = vs.codec_context.width // 2 * 2, vs.codec_context.height // 2 * 2
+    ov.width, ov.height = w // 2 * 2, h // 2 * 2
     ov.pix_fmt = "yuv420p"
     ov.codec_context.time_base = vs.time_base
     if encoder == "libx264":
@@ -788,20 +795,23 @@ def _add_reencoded_video(out: av.container.OutputContainer, vs: av.video.stream.
     elif encoder == "libvpx-vp9":
         # A preview: realtime speed settings; quality by crf alone.
         ov.options = {"crf": "32", "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
-    if rotation % 360:
-        ov.set_display_rotation(rotation % 360)
     return ov
 
 
 def _reencode(ov, frames: Iterable[av.VideoFrame], state: dict) -> Iterator[av.Packet]:
-    """Encode decoded frames with their own pts (a missing or repeated pts is placed one frame later)."""
-    step = state["step"]
+    """Encode decoded frames upright with their own pts (a missing or repeated pts goes one frame later)."""
+    step, last = state["step"], state["last"]
     for frame in frames:
-        pts = frame.pts if frame.pts is not None else state["last"] + step
-        if state["last"] is not None and pts <= state["last"]:
-            pts = state["last"] + step
-        state["last"] = pts
-        out = frame.reformat(width=ov.width, height=ov.height, format="yuv420p")
+        pts = frame.pts if frame.pts is not None else (0 if last is None else last + step)
+        if last is not None and pts <= last:
+            pts = last + step
+        state["last"] = last = pts
+        if state["rotation"] % 360:
+            upright = rotate_image(frame.to_ndarray(format="rgb24"), state["rotation"])
+            frame_in = av.VideoFrame.from_ndarray(upright, format="rgb24")
+        else:
+            frame_in = frame
+        out = frame_in.reformat(width=ov.width, height=ov.height, format="yuv420p")
         out.pts, out.time_base = pts, ov.codec_context.time_base
         out.duration = frame.duration or step
         yield from ov.encode(out)
@@ -862,8 +872,8 @@ def mux_audio(
                 ov = out.add_stream_from_template(vs)
             else:
                 ov = _add_reencoded_video(out, vs, plan.encoder, rotation)
-                state = {"last": None, "step": max(1, int(round(1 / ((vs.average_rate or vs.guessed_rate or 25)
-                                                                     * vs.time_base))))}
+                state = {"last": None, "rotation": rotation,
+                         "step": max(1, int(round(1 / ((vs.average_rate or vs.guessed_rate or 25) * vs.time_base))))}
             oa = _add_audio_stream(out, acodec, rate)
             ok = out.add_stream_from_template(keep) if keep is not None else None
             o2 = _add_audio_stream(out, acodec, rate) if original is not None else None
