@@ -108,7 +108,11 @@ def test_a_job_writes_only_inside_its_folder_with_a_webm_preview_and_window_prog
     assert media.video_duration(r.preview) == pytest.approx(4.0, abs=0.01)
     assert r.video.suffix == ".mp4" and media.probe(r.video).has_audio
 
+    old = work / "jobs" / "from-yesterday"
+    old.mkdir()
+    os.utime(old, (time.time() - 86_400, time.time() - 86_400))
     quiet = run_job(a2s, JobRequest(video, ambient="quiet", steps=1), work, ServeSettings())
+    assert not old.exists() and r.record.is_file()  # old jobs are pruned, the recent one kept
     assert len(quiet.clips) == 1 and isinstance(quiet.clips[0][2], float) and "quiet: clip" in quiet.summary
     with pytest.raises(Action2SoundError, match="needs a recording"):
         run_job(a2s, JobRequest(video, ambient="reference recording"), work, ServeSettings())

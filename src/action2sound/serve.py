@@ -32,6 +32,7 @@ from typing import Any
 from .errors import Action2SoundError
 
 AMBIENTS = ("retrieved", "quiet", "none", "reference recording")
+KEEP_JOBS_S = 3600  # a job's files stay downloadable this long (and while the server runs: at least the last one)
 INSTALL_HINT = 'pip install "action2sound[ui]" (or, in a checkout, pip install -e ".[ui]")'
 
 
@@ -128,6 +129,17 @@ def _safe_stem(name: str) -> str:
     return stem[:60] or "video"
 
 
+def _prune(jobs: Path, max_age_s: float) -> None:
+    """Delete job folders older than max_age_s: a server left running must not fill its disk."""
+    import time
+
+    if not jobs.is_dir():
+        return
+    for job in jobs.iterdir():
+        if time.time() - job.stat().st_mtime > max_age_s:
+            shutil.rmtree(job, ignore_errors=True)
+
+
 def run_job(model, request: JobRequest, workdir: Path, settings: ServeSettings,
             progress: Callable[[int, int], None] | None = None) -> JobResult:
     """Generate one job into a fresh folder under `workdir` -> JobResult; errors name the user's files."""
@@ -151,6 +163,7 @@ def run_job(model, request: JobRequest, workdir: Path, settings: ServeSettings,
                             steps=None if request.steps is None else int(request.steps),
                             video_guidance=request.video_guidance, audio_guidance=request.audio_guidance)
         media.plan_mux(request.video)  # a video that cannot be written fails before the work
+        _prune(workdir / "jobs", KEEP_JOBS_S)
         job = workdir / "jobs" / uuid.uuid4().hex[:12]
         (result,) = model.pipeline.generate([request.video], opts, progress=progress)
         if isinstance(result, Exception):
