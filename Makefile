@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,ui]"
 	# aisfx (the offline FAD embedder's weights) pins old librosa/numpy: install it without its pins.
 	$(PY) -m pip install --quiet --no-deps "aisfx==0.1.2"
 	touch $@

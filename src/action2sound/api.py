@@ -23,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .errors import Action2SoundError
-from .media import VIDEO_EXTENSIONS
+from .media import VIDEO_EXTENSIONS, plan_mux
 from .pipeline import GenerateOptions, GenerationResult, Pipeline, load_pipeline
 
 __all__ = ["Action2Sound", "GenerateOptions", "GenerationResult"]
@@ -38,12 +38,17 @@ class Action2Sound:
         self.pipeline = pipeline
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | os.PathLike, device: str = "auto",
+    def from_pretrained(cls, model_dir: str | os.PathLike | None = None, device: str = "auto",
                         index: str | os.PathLike | None = None, vocoder: str = "auto") -> Action2Sound:
-        """Load a model directory (`action2sound export`); `index` defaults to MODEL_DIR/index when present.
+        """Load a model directory (`action2sound export`; None: the packaged default model); `index` defaults
+        to MODEL_DIR/index when present.
 
         device: "auto" (cuda when available), "cpu" or "cuda". vocoder: "auto" (the model's) or "griffinlim".
         """
+        if model_dir is None:
+            from .weights import default_model_dir
+
+            model_dir = default_model_dir()
         return cls(load_pipeline(model_dir, device=device, index=index, vocoder=vocoder))
 
     @property
@@ -90,7 +95,8 @@ class BatchReport:
     seconds: float
 
     def summary(self) -> str:
-        return (f"generated {len(self.done)}, skipped {len(self.skipped)} (outputs exist; --overwrite redoes them), "
+        return (f"generated {len(self.done)}, skipped {len(self.skipped)} (done before with these settings; "
+                f"--overwrite redoes them), "
                 f"failed {len(self.failed)}, in {self.seconds:.1f} s")
 
 
@@ -124,22 +130,20 @@ def output_names(paths: Sequence[Path]) -> list[str]:
 
 def generate_files(model: Action2Sound, inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                    format: str = "wav", keep_original_audio: str = "replace", overwrite: bool = False,
-                   progress: bool = True, report_error=None, **options: Any) -> BatchReport:
-    """Generate NAME.{wav,mp4,png,json} in out_dir for every input; a bad input is reported, the rest go on.
+                   progress: bool = True, report_error=None, container: str = "mp4", **options: Any) -> BatchReport:
+    """Generate NAME.{wav,mp4|mkv,png,json} in out_dir for every input; a bad input is reported, the rest go on.
 
-    An input whose NAME.json exists is skipped unless `overwrite`. `report_error(path, message)` is called
-    for each failure as it happens. Inputs go through the model `batch_size` at a time.
+    An input whose NAME.json records the same settings and model is skipped unless `overwrite` (other
+    settings redo it). How each video is muxed (stream copy or re-encode, `media.plan_mux`) is decided before
+    any generation. `report_error(path, message)` is called for each failure as it happens. Inputs go
+    through the model `batch_size` at a time.
     """
     t0 = time.perf_counter()
     opts = make_options(**options)
+    wanted = _record_settings(model, opts, format=format, keep_original_audio=keep_original_audio,
+                              container=container)
     paths = collect_inputs(inputs)
     out = Path(out_dir)
-    todo, skipped = [], []
-    for path, name in zip(paths, output_names(paths)):
-        if not overwrite and (out / f"{name}.json").is_file():
-            skipped.append(path)
-        else:
-            todo.append((path, name))
     done: list[Path] = []
     failed: list[tuple[Path, str]] = []
 
@@ -148,6 +152,18 @@ def generate_files(model: Action2Sound, inputs: Sequence[str | os.PathLike], out
         failed.append((path, msg))
         if report_error is not None:
             report_error(path, msg)
+
+    todo, skipped = [], []
+    for path, name in zip(paths, output_names(paths)):
+        if not overwrite and _done_with(out / f"{name}.json", wanted):
+            skipped.append(path)
+            continue
+        try:
+            plan_mux(path, container, keep_original_audio)  # a video that cannot be written fails before the work
+        except Action2SoundError as err:
+            fail(path, err)
+            continue
+        todo.append((path, name))
 
     with tqdm(total=len(todo), unit="video", desc="generate", disable=not progress, dynamic_ncols=True) as bar:
         for i in range(0, len(todo), opts.batch_size):
@@ -158,9 +174,38 @@ def generate_files(model: Action2Sound, inputs: Sequence[str | os.PathLike], out
                     fail(path, result)
                 else:
                     try:
-                        result.save(out, name, format=format, keep_original_audio=keep_original_audio)
+                        result.save(out, name, format=format, keep_original_audio=keep_original_audio,
+                                    container=container)
                         done.append(path)
                     except Exception as err:  # noqa: BLE001 - one bad input must not stop the batch
                         fail(path, err)
                 bar.update(1)
     return BatchReport(tuple(done), tuple(skipped), tuple(failed), time.perf_counter() - t0)
+
+
+# Options that change how the work is batched, not the outputs.
+_RUN_ONLY = ("batch_size",)
+
+
+def _record_settings(model: Action2Sound, opts: GenerateOptions, **output: str) -> dict[str, Any]:
+    """What a NAME.json must record for its outputs to be these settings' (the model's defaults filled in)."""
+    resolved = opts.resolved(model.pipeline.preset)
+    settings = {k: v for k, v in vars(resolved).items() if k not in _RUN_ONLY}
+    settings["ambient"] = str(resolved.ambient)
+    r = model.pipeline.retrieval
+    return {"settings": {**settings, **output}, "model": model.pipeline.model_info.get("hash"),
+            "index": str(r.folder) if r is not None else None}
+
+
+def _done_with(record: Path, wanted: dict[str, Any]) -> bool:
+    """True when `record` (a NAME.json) exists and was written with the wanted settings, model and index."""
+    import json
+
+    try:
+        meta = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False  # missing or unreadable: not done
+    got = meta.get("settings", {})
+    return (all(got.get(k) == v for k, v in wanted["settings"].items())
+            and (meta.get("model") or {}).get("hash") == wanted["model"]
+            and (meta.get("index") or {}).get("path") == wanted["index"])

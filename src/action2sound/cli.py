@@ -235,7 +235,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         overlap=args.overlap, batch_size=args.batch_size, precision=args.precision).items() if v is not None}
     report = generate_files(
         model, args.inputs, args.out, format=args.format, keep_original_audio=args.keep_original_audio,
-        overwrite=args.overwrite, progress=not args.quiet,
+        overwrite=args.overwrite, progress=not args.quiet, container=args.container,
         report_error=lambda path, msg: print(f"action2sound: failed: {msg}", file=sys.stderr), **options)
     print(report.summary())
     print(Path(args.out))
@@ -255,7 +255,7 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate the sound of videos (files or folders) into --out")
     p.add_argument("inputs", nargs="+", help="video files (any container, codec, frame rate, orientation) or "
                                              "folders of them")
-    p.add_argument("--model", required=True, help="model directory (`action2sound export`)")
+    p.add_argument("--model", help="model directory (`action2sound export`; default: the packaged default model)")
     p.add_argument("--out", required=True, help="output folder: NAME.wav, NAME.mp4, NAME.png, NAME.json")
     p.add_argument("--index", help="retrieval index folder (`action2sound index build`; default MODEL/index)")
     p.add_argument("--ambient", default="retrieved",
@@ -280,7 +280,11 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-original-audio", default="replace", choices=["replace", "mix", "add"],
                    help="the mp4's original sound: replace (default), mix into the new track, or add as a "
                         "second track")
-    p.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist (default: skip them)")
+    p.add_argument("--container", default="mp4", choices=["mp4", "mkv"],
+                   help="the video with the new sound: mp4 (default) or mkv; the picture is copied when the "
+                        "container takes its codec, else re-encoded to H.264 with the same frame timing")
+    p.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist (default: skip those "
+                                                            "done with the same settings)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 
@@ -306,6 +310,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
         torch.set_num_threads(args.threads)
     weights = {"vggish": args.vggish, "panns": args.panns}.get(args.fad_embedder)
+    if args.model is None:
+        from .weights import default_model_dir
+
+        args.model = str(default_model_dir())
     settings = EvalSettings(
         model=args.model, data=args.data, out=args.out, ambient=args.ambient, baseline=args.baseline,
         vocoder=args.vocoder, seeds=args.seeds, limit=args.limit, split=args.split, steps=args.steps,
@@ -320,10 +328,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(report.out)
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from .serve import ServeSettings, serve
+
+    serve(ServeSettings(model=args.model, index=args.index, host=args.host, port=args.port, device=args.device,
+                        max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds))
+
+
+def _add_serve_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="the web UI: upload a video, choose the ambient, watch and download the result")
+    p.add_argument("--model", help="model directory (default: the packaged default model)")
+    p.add_argument("--index", help="retrieval index folder (default MODEL/index)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (default 200 MB)")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="longest video accepted (default 120 s)")
+    p.set_defaults(func=_cmd_serve)
+
+
 def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="generate for a test set and measure it (FAD, AV-Sync, benchmark metrics); "
                                         "resumable")
-    p.add_argument("--model", required=True, help="model directory (`action2sound export`)")
+    p.add_argument("--model", help="model directory (`action2sound export`; default: the packaged default model)")
     p.add_argument("--data", required=True, help="a benchmark folder, a store folder, a clip table or an "
                                                  "Ego4D-Sounds TSV")
     p.add_argument("--out", required=True, help="report folder: records.jsonl, summary.json, results.md, plots; "
@@ -414,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_commands(sub)
     _add_generate_commands(sub)
     _add_evaluation_commands(sub)
+    _add_serve_command(sub)
     return parser
 
 

@@ -27,7 +27,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -249,13 +249,19 @@ class GenerationResult:
         return self.audio.size / self.sample_rate
 
     def save(self, out_dir: str | os.PathLike, name: str | None = None, format: str = "wav",
-             keep_original_audio: str = "replace", image: bool = True) -> dict[str, Path]:
-        """Write NAME.wav|flac, NAME.mp4 (the video with this track), NAME.png and NAME.json (last) -> paths."""
+             keep_original_audio: str = "replace", image: bool = True, container: str = "mp4") -> dict[str, Path]:
+        """Write NAME.wav|flac, NAME.mp4|mkv (the video with this track), NAME.png and NAME.json (last) -> paths.
+
+        The video stream is copied into `container` when it takes it, else re-encoded (`media.plan_mux`).
+        """
         if format not in AUDIO_FORMATS:
             raise Action2SoundError(f"unknown audio format {format!r}; use one of {', '.join(AUDIO_FORMATS)}")
         if keep_original_audio not in KEEP_AUDIO:
             raise Action2SoundError(f"keep_original_audio must be one of {', '.join(KEEP_AUDIO)}, "
                                     f"got {keep_original_audio!r}")
+        if f".{container}" not in media.MUX_CONTAINERS:
+            raise Action2SoundError(f"unknown container {container!r}; use one of "
+                                    f"{', '.join(e[1:] for e in media.MUX_CONTAINERS)}")
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         name = name or (self.video.stem if self.video is not None else "generated")
@@ -263,8 +269,8 @@ class GenerationResult:
         paths = {"audio": out / f"{name}.{format}"}
         media.write_audio(paths["audio"], self.audio, self.sample_rate)
         if self.video is not None:
-            paths["video"] = out / f"{name}.mp4"
-            media.mux_audio(self.video, self.audio, self.sample_rate, paths["video"], keep_original_audio)
+            paths["video"] = out / f"{name}.{container}"
+            mux = media.mux_audio(self.video, self.audio, self.sample_rate, paths["video"], keep_original_audio)
             if image:
                 paths["image"] = out / f"{name}.png"
                 render_png(paths["image"], self.video, self.audio, self.sample_rate,
@@ -275,6 +281,9 @@ class GenerationResult:
         meta["outputs"] = {k: p.name for k, p in paths.items()}
         meta["settings"]["format"] = format
         meta["settings"]["keep_original_audio"] = keep_original_audio
+        meta["settings"]["container"] = container
+        if self.video is not None:
+            meta["mux"] = mux.record()
         meta["timings"]["save"] = round(time.perf_counter() - t0, 4)
         paths["json"] = out / f"{name}.json"
         tmp = paths["json"].with_name(f".{paths['json'].name}.partial")
@@ -331,11 +340,13 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------- generate
     @torch.no_grad()
     def generate(self, videos: Sequence[str | os.PathLike], options: GenerateOptions = GenerateOptions(),
-                 conditions: Sequence[Condition] | None = None) -> list[GenerationResult | Action2SoundError]:
+                 conditions: Sequence[Condition] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[GenerationResult | Action2SoundError]:
         """One result per video, in order: a GenerationResult, or the Action2SoundError that input raised.
 
         `conditions`: one resolved condition per video (`self.conditions`) to use instead of `options.ambient`
         (whose value then only labels the run), e.g. an evaluation's random clip keyed by the clip's id.
+        progress(done, total) is called as windows are sampled (all videos' windows together).
         """
         opts = options.resolved(self.preset)
         if conditions is not None and len(conditions) != len(videos):
@@ -358,7 +369,7 @@ class Pipeline:
                 jobs.remove(job)
 
         # 4. Sample every window; a chained window waits for its predecessor's latent.
-        self._sample(jobs, opts)
+        self._sample(jobs, opts, progress)
 
         # 5-6. Decode, vocode, assemble.
         for job in jobs:
@@ -452,7 +463,12 @@ class Pipeline:
         return errors
 
     # ------------------------------------------------------------------------------------------- step 4
-    def _sample(self, jobs: list[_Job], opts: GenerateOptions) -> None:
+    def _sample(self, jobs: list[_Job], opts: GenerateOptions, progress: Callable[[int, int], None] | None = None
+                ) -> None:
+        total = sum(len(job.starts) for job in jobs)
+        done = 0
+        if progress is not None:
+            progress(done, total)
         while True:
             ready: list[tuple[_Job, int]] = []
             for job in jobs:
@@ -477,6 +493,9 @@ class Pipeline:
                 share = (time.perf_counter() - t0) / len(chunk)
                 for job, _ in chunk:
                     job.clock.add("sample", share)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
 
     # ------------------------------------------------------------------------------------------- step 5-6
     def _finish(self, job: _Job, opts: GenerateOptions) -> GenerationResult:

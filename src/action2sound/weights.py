@@ -38,6 +38,7 @@ COMPONENTS = ("av", "vae", "ldm", "vocoder")
 # Weights files that are not part of a model directory: the AV-Sync classifier of evaluation (`train sync`).
 EXTRA_COMPONENTS = ("sync",)
 MODEL_JSON = "model.json"
+DEFAULT_MODEL = "default_model"  # the package's embedded model directory (`make default-model`)
 VOCODER_JSON = "vocoder.json"
 # Kinds of vocoder reference a model directory may hold.
 VOCODER_KINDS = ("universal-hifigan", "file", "griffinlim")
@@ -277,6 +278,18 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, fp16: bool = 
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     tmp.replace(out_dir / MODEL_JSON)
     return out_dir
+
+
+def default_model_dir() -> Path:
+    """The model directory a command or `from_pretrained` uses when no model is named: the packaged default."""
+    from importlib.resources import files
+
+    # An installed package (wheel or editable) keeps its data as plain files, so the resource is a directory.
+    path = Path(str(files("action2sound") / DEFAULT_MODEL))
+    if not (path / MODEL_JSON).is_file():
+        raise Action2SoundError(f"no model was named and the packaged default model is missing ({path}); pass "
+                                "--model DIR (a model directory), or rebuild the default with `make default-model`")
+    return path
 
 
 def read_model_json(path: str | os.PathLike) -> dict[str, Any]:
