@@ -17,7 +17,7 @@ from action2sound.data.store import ClipEncoder, Store, preencode
 from action2sound.errors import Action2SoundError
 from action2sound.models.av import AVModel
 from action2sound.models.vae import build_vae_from_preset
-from action2sound.training.data import load_clip_table
+from action2sound.data import load_clip_table
 
 
 @pytest.fixture(autouse=True)
