@@ -40,7 +40,7 @@ def assets(root: Path) -> Assets:
     if "a" in _CACHE:
         return _CACHE["a"]
     from action2sound.benchmark import build_benchmark
-    from action2sound.data.manifest import read_ego4d_sounds
+    from action2sound.data.readers import read_ego4d_sounds
     from action2sound.data.store import ClipEncoder, preencode
     from action2sound.indexing import build_index_from_store
     from action2sound.weights import load_encoders

@@ -27,19 +27,19 @@ def _cmd_soundbank(args: argparse.Namespace) -> None:
 
 
 def _cmd_manifest(args: argparse.Namespace) -> None:
-    from .data import manifest
+    from .data import readers
 
     if args.source == "ego4d":
         if not args.root:
             raise Action2SoundError("ego4d needs --root: the folder that holds the clip files")
-        table, report = manifest.read_ego4d_sounds(Path(args.input), Path(args.root), split=args.split)
+        table, report = readers.read_ego4d_sounds(Path(args.input), Path(args.root), split=args.split)
     elif args.source == "epic":
         if not args.root:
             raise Action2SoundError("epic needs --root: the folder that holds the long videos")
-        table, report = manifest.read_epic_kitchens(Path(args.input), Path(args.root), duration=args.duration,
-                                                    split=args.split)
+        table, report = readers.read_epic_kitchens(Path(args.input), Path(args.root), duration=args.duration,
+                                                   split=args.split)
     else:
-        table, report = manifest.mine_folder(Path(args.input), duration=args.duration, mode=args.mode)
+        table, report = readers.mine_folder(Path(args.input), duration=args.duration, mode=args.mode)
     table.save(Path(args.out))
     print(report.summary())
     print(f"wrote {len(table)} clips to {args.out}")

@@ -21,7 +21,7 @@ import numpy as np
 from .api import Action2Sound
 from .benchmark import build_benchmark
 from .benchmark.contact_sheet import contact_sheet
-from .data.manifest import clean_narration
+from .data.readers import clean_narration
 from .levels import ambient_level_db
 from .media import read_audio_file
 from .mel import wave_to_mel

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from ..errors import Action2SoundError
-from .manifest import TABLE_COLUMNS, ClipTable, read_ego4d_sounds
+from .manifest import TABLE_COLUMNS, ClipTable
+from .readers import read_ego4d_sounds
 
 
 def load_clip_table(data: str | os.PathLike) -> ClipTable:

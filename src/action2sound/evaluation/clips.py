@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import media
-from ..data.manifest import Clip, ClipTable, read_ego4d_sounds
+from ..data.manifest import Clip, ClipTable
+from ..data.readers import read_ego4d_sounds
 from ..data.splits import load_clip_table
 from ..data.store import Store
 from ..errors import Action2SoundError

@@ -14,7 +14,7 @@ import torch
 from .. import media
 from ..config import Preset
 from ..benchmark.groundtruth import load_clip_groundtruth
-from ..data.manifest import read_ego4d_sounds
+from ..data.readers import read_ego4d_sounds
 from ..data.store import decode_clip
 from ..levels import ambient_level_db
 from ..mel import fit_wave
