@@ -43,6 +43,7 @@ import torch
 
 from ..config import DiffusionConfig, Preset, preset as get_preset
 from ..errors import Action2SoundError
+from .hifigan import convert_official_hifigan
 from .safe_load import load_torch_file, state_dict_of
 from .tables import (
     Rule, apply_rules, ast_rules, copy, inverse_op, spacetime_rules, unet_rules, vae_rules,
@@ -386,7 +387,6 @@ def _vocoder_part(p: Preset, vocoder: Path | None, vocoder_config: Path | None
 def _official_hifigan(p: Preset, ckpt: Path, config_path: Path | None
                       ) -> tuple[Preset, dict[str, torch.Tensor], dict]:
     # An official-HiFi-GAN generator checkpoint ({'generator': weight-normalised state dict}) + its config.json.
-    from ..models.vocoder import convert_official_hifigan
     from ..weights import build_component
 
     if config_path is None:
