@@ -52,6 +52,7 @@ import torch
 
 from ..config import DiffusionConfig, Preset, preset as get_preset
 from ..errors import Action2SoundError
+from ..sampling import RELEASE_ORIGIN
 from .hifigan import convert_official_hifigan
 from .safe_load import load_torch_file, state_dict_of
 from .tables import (
@@ -85,7 +86,6 @@ SD_IGNORED_PREFIXES = ("cond_stage_model.", "first_stage_model.loss.", "logvar")
 EXTRAS_FILE = "release_extras.safetensors"
 VIDEO_NULLS = ("training", "zeros")
 RELEASE_VIDEO_ARCH = "frozen_in_time"
-RELEASE_ORIGIN = "action2sound-release"  # model.json converted_from.origin of a converted release model
 
 
 # ------------------------------------------------------------------------------------------- key tables
