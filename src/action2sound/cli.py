@@ -268,7 +268,9 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
                                                         "(default 1: condition kept, not amplified)")
     p.add_argument("--seed", type=int, help="noise seed (default 0); the same seed gives the same audio")
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
-    p.add_argument("--sampler", choices=["dpm", "ddim"], help="DPM-Solver++ 2M or DDIM (default: the model's)")
+    p.add_argument("--sampler", choices=["dpm", "ddim", "release-dpm", "release-ddim"],
+                   help="DPM-Solver++ 2M or DDIM, or the paper release's own versions of them (default: the "
+                        "model's; release-dpm for a model converted from the release)")
     p.add_argument("--overlap", type=float, help="seconds consecutive windows of long videos share (default 0.5)")
     p.add_argument("--batch-size", type=int, help="windows (and videos) per network call (default 8)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")

@@ -44,7 +44,7 @@ from .config import Preset
 from .errors import Action2SoundError
 
 AMBIENT_MODES = ("retrieved", "quiet", "none")
-SAMPLERS = ("dpm", "ddim")
+SAMPLERS = ("dpm", "ddim", "release-dpm", "release-ddim")  # release-*: sampling.RELEASE_SAMPLERS
 AUDIO_FORMATS = ("wav", "flac")
 KEEP_AUDIO = ("replace", "mix", "add")
 PRECISIONS = ("fp32", "bf16")
@@ -211,7 +211,7 @@ def sample_windows(
     A None audio condition is the learned null. Separate video / audio guidance (`sampling.guided`); the
     audio pass is skipped when no window of the batch has an audio condition (it would equal the full one).
     """
-    from .sampling import guided, sample
+    from .sampling import RELEASE_SAMPLERS, guided, release_guided, sample, sample_release
 
     b, dev = video_tokens.shape[0], video_tokens.device
     has_audio = ldm.conditioner.audio is not None and any(a is not None for a in audio_latents)
@@ -225,6 +225,10 @@ def sample_windows(
     null_video = ldm.context(video_tokens, audio, drop_video=yes, drop_audio=missing, batch_size=b)
     w_audio = options.audio_guidance if has_audio else 1.0
     null_audio = ldm.context(video_tokens, audio, drop_audio=yes, batch_size=b) if w_audio != 1.0 else None
+    if options.sampler in RELEASE_SAMPLERS:  # the release's own sampling: one weight, an all-zero null context
+        return sample_release(release_guided(ldm, full, options.video_guidance), (b, *preset.latent_shape),
+                              options.sampler, options.steps, noise=noise.to(dev), diffusion=preset.diffusion,
+                              device=dev)
     denoiser = guided(ldm, full, null_video, null_audio, options.video_guidance, w_audio)
     return sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
                   diffusion=preset.diffusion, device=dev)
@@ -728,6 +732,7 @@ def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "au
     """
     import hashlib
 
+    from .sampling import default_sampling_for
     from .weights import COMPONENTS, load_model_dir, read_model_json
 
     if vocoder not in ("auto", "griffinlim"):
@@ -737,6 +742,9 @@ def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "au
     manifest = read_model_json(model_dir)
     components = tuple(c for c in COMPONENTS if not (c == "vocoder" and vocoder == "griffinlim"))
     md = load_model_dir(model_dir, dev, components=components)
+    preset, release_sampler = md.preset, default_sampling_for(manifest)
+    if release_sampler is not None:  # the release's model samples the release's way by default
+        preset = replace(preset, diffusion=replace(preset.diffusion, sampler=release_sampler))
     kind = "griffinlim" if vocoder == "griffinlim" else md.vocoder_kind
     if md.vocoder is None and vocoder == "auto":
         warnings.warn(f"{model_dir}: no HiFi-GAN for the {md.preset.audio.name} profile, so the sound is made "
@@ -751,5 +759,5 @@ def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "au
     retrieval = None
     if index is not None or folder.is_dir():
         retrieval = load_retrieval(folder, av_hash, md.preset)
-    return Pipeline(md.preset, md.av, md.vae, md.ldm, md.vocoder if vocoder == "auto" else None, dev, retrieval,
+    return Pipeline(preset, md.av, md.vae, md.ldm, md.vocoder if vocoder == "auto" else None, dev, retrieval,
                     info)
