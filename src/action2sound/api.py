@@ -38,7 +38,8 @@ class Action2Sound:
                         index: str | os.PathLike | None = None, vocoder: str = "auto") -> Action2Sound:
         """Load a model directory (`action2sound export`); `index` defaults to MODEL_DIR/index when present.
 
-        device: "auto" (cuda when available), "cpu" or "cuda". vocoder: "auto" (the model's) or "griffinlim".
+        device: "auto" (cuda when available), "cpu" or "cuda". vocoder: "auto" (the model's; for a
+        paper-profile model without one, the bridge to the universal HiFi-GAN), "model", "bridge" or "griffinlim".
         """
         return cls(load_pipeline(model_dir, device=device, index=index, vocoder=vocoder))
 

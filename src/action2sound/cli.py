@@ -227,7 +227,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     with warnings.catch_warnings():
         # A fallback (e.g. Griffin-Lim) says so on one line, not with a source excerpt.
         warnings.showwarning = lambda msg, *a, **k: print(f"action2sound: warning: {msg}", file=sys.stderr)
-        model = Action2Sound.from_pretrained(args.model, device=args.device, index=args.index)
+        model = Action2Sound.from_pretrained(args.model, device=args.device, index=args.index, vocoder=args.vocoder)
     options = {k: v for k, v in dict(
         ambient=args.ambient, ambient_offset=args.ambient_offset, seed=args.seed, steps=args.steps,
         sampler=args.sampler, video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
@@ -257,6 +257,10 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model directory (`action2sound export`)")
     p.add_argument("--out", required=True, help="output folder: NAME.wav, NAME.mp4, NAME.png, NAME.json")
     p.add_argument("--index", help="retrieval index folder (`action2sound index build`; default MODEL/index)")
+    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "griffinlim"],
+                   help="auto (default): the model's vocoder, else for a paper-profile model the bridge to the "
+                        "universal HiFi-GAN (mel_bridge), else Griffin-Lim; model: the model's own; bridge; "
+                        "griffinlim")
     p.add_argument("--ambient", default="retrieved",
                    help="retrieved (default: the audio of the visually matching training clip), quiet (a "
                         "low-ambient clip: the action alone), none (the learned null), or an audio/video FILE "
@@ -335,8 +339,9 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", default="none", choices=["none", "retrieval", "groundtruth"],
                    help="none: the model (default); retrieval: the retrieved clip's audio as the output; "
                         "groundtruth: the clip's own audio")
-    p.add_argument("--vocoder", default="auto", choices=["auto", "griffinlim"],
-                   help="auto: the model's vocoder (default); griffinlim: the paper's Griffin-Lim ablation")
+    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "griffinlim"],
+                   help="auto: the model's vocoder, else the bridge to the universal HiFi-GAN for a paper-profile "
+                        "model (default); model: the model's own; bridge; griffinlim: the paper's Griffin-Lim ablation")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per clip (default 1)")
     p.add_argument("--limit", type=int, help="evaluate only the first N clips")
     p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],
