@@ -180,7 +180,8 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="training batches in total (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, data order and noise")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: in process)")
-    p.add_argument("--init", help="start from this weights file (strict), e.g. a converted SD v1 VAE")
+    p.add_argument("--init", help="start from this weights file (strict), e.g. a converted SD v1 VAE; for the "
+                                  "vocoder, `universal` starts from the shipped universal HiFi-GAN (any profile)")
     p.add_argument("--checkpoint-every", type=int, help="batches between checkpoints (default: the preset's)")
     p.add_argument("--sample-every", type=int, help="ldm: batches between sample spectrograms (PNG)")
     p.add_argument("--cache-mb", type=int, default=512,
