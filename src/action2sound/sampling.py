@@ -217,16 +217,18 @@ def sample_release_dpm(
     diffusion: DiffusionConfig | None = None, noise: torch.Tensor | None = None,
     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32, lower_order_below: int = 10,
 ) -> torch.Tensor:
-    """The release's DPM-Solver++(2M): dpm_solver's `DPM_Solver(predict_x0=True).sample(steps, order=2,
+    """The release's DPM-Solver++(2M): dpm_solver's `DPM_Solver(algorithm_type="dpmsolver++").sample(steps, order=2,
     skip_type="time_uniform", method="multistep", lower_order_final=True)`; x_T [*shape] -> x at t = 1/T.
 
     Lu et al. 2022b ("DPM-Solver++", arXiv 2211.01095), Algorithm 2, with h_i = lambda_i - lambda_{i-1}:
         first step    x_1 = (sigma_1 / sigma_0) x_0 - alpha_1 (e^{-h_1} - 1) D_0
-        step i >= 2   x_i = (sigma_i / sigma_{i-1}) x_{i-1} - alpha_i (e^{-h_i} - 1) (D_{i-1} + (D_{i-1} - D_{i-2}) / (2 r_i))
+        step i >= 2   x_i = (sigma_i / sigma_{i-1}) x_{i-1}
+                          - alpha_i (e^{-h_i} - 1) (D_{i-1} + (D_{i-1} - D_{i-2}) / (2 r_i))
     with D_j the data prediction at t_j and r_i = h_{i-1} / h_i; the final step drops to first order when
     steps < `lower_order_below` (lower_order_final: 10 in the dpm_solver codebase, 15 in Stable Diffusion
-    v1's older copy; the same for the release's 25 steps). `steps` denoiser calls, at t_input = T t - 1 for t = 1, ..., t_{steps-1}
-    (999, 959.04, ..., 39.96 for 25 steps); the last point t = 1/T is returned, never evaluated.
+    v1's older copy; the same for the release's 25 steps). `steps` denoiser calls, at t_input = T t - 1 for
+    t = 1, ..., t_{steps-1} (999, 959.04, ..., 39.96 for 25 steps); the last point t = 1/T is returned, never
+    evaluated.
     """
     diffusion = diffusion or DiffusionConfig()
     if steps < 1:

@@ -351,7 +351,8 @@ def av_to_release(av: Mapping[str, torch.Tensor], p: Preset, where: str,
         extras = {k: torch.zeros((1000, width[k]) if k.endswith("weight") else (1000,)) for k in unused}
     out.update({k: extras[k] for k in unused})
     if set(extras) - set(unused):
-        log.info("%s: the %s layout has no %s; not written", where, layout, ", ".join(sorted(set(extras) - set(unused))))
+        log.info("%s: the %s layout has no %s; not written", where, layout,
+                 ", ".join(sorted(set(extras) - set(unused))))
     return out
 
 
