@@ -217,8 +217,9 @@ def sample_release_dpm(
     diffusion: DiffusionConfig | None = None, noise: torch.Tensor | None = None,
     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32, lower_order_below: int = 10,
 ) -> torch.Tensor:
-    """The release's DPM-Solver++(2M): dpm_solver's `DPM_Solver(algorithm_type="dpmsolver++").sample(steps, order=2,
-    skip_type="time_uniform", method="multistep", lower_order_final=True)`; x_T [*shape] -> x at t = 1/T.
+    """The release's DPM-Solver++(2M), x_T [*shape] -> x at t = 1/T: dpm_solver's
+    `DPM_Solver(algorithm_type="dpmsolver++").sample(steps, order=2, skip_type="time_uniform",
+    method="multistep", lower_order_final=True)` on `NoiseScheduleVP("discrete")`.
 
     Lu et al. 2022b ("DPM-Solver++", arXiv 2211.01095), Algorithm 2, with h_i = lambda_i - lambda_{i-1}:
         first step    x_1 = (sigma_1 / sigma_0) x_0 - alpha_1 (e^{-h_1} - 1) D_0
