@@ -117,7 +117,7 @@ def test_tables_cover_every_reference_key_with_its_shape(reference):
     assert len(apply_rules(R.vae_table(PAPER), vae, R.target_shapes("vae", PAPER), "vae")) == 248
     av = {k: v for k, v in _meta(reference["av_pth"]).items() if k not in R.UNUSED_AV}
     av_shapes = {k: s for k, s in R.target_shapes("av", PAPER).items() if k != "logit_scale"}
-    assert len(apply_rules(R.av_rules(PAPER), av, av_shapes, "av")) == len(av_shapes)
+    assert len(apply_rules(R.av_rules(PAPER, "architecture"), av, av_shapes, "av")) == len(av_shapes)
     # The paper UNet: SPEC's 859.5 M parameters.
     unet = sum(math.prod(s) for k, s in ldm_shapes.items() if k.startswith("unet."))
     assert unet == 859_520_964
@@ -167,16 +167,58 @@ def test_ldm_checkpoint_converts_intact_and_back_bit_exact(reference):
             assert same_bits(back[key], t), key
 
 
-def test_av_checkpoint_converts_intact_and_back_bit_exact(reference):
-    src = fake_tensors(reference["av_pth"], seed=1)
-    av, extras = R.av_from_release(src, PAPER, "fake.pth")
-    assert set(extras) == set(R.UNUSED_AV)
-    want = expected_values(R.av_rules(PAPER), src)
+def as_release_file(sd: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+    """An "architecture"-layout av.pth (the reference json) -> what the release's code writes: no video head,
+    `vid_proj` as `nn.Sequential(Linear)` (`vid_proj.0.*`), under `prefix` instead of DataParallel's `module.`."""
+    out = {}
+    for key, value in sd.items():
+        if key in R.VIDEO_HEAD:
+            continue
+        key = key.replace("module.vid_proj.", "module.vid_proj.0.")
+        out[prefix + key[len("module."):]] = value
+    return out
+
+
+@pytest.mark.parametrize("layout,prefix", [("architecture", "module."), ("release", "module."), ("release", "")])
+def test_av_checkpoint_converts_intact_and_back_bit_exact(reference, layout, prefix):
+    arch = fake_tensors(reference["av_pth"], seed=1)
+    src = arch if layout == "architecture" else as_release_file(arch, prefix)
+    av, extras, found = R.av_from_release(src, PAPER, "fake.pth")
+    assert found == layout
+    assert set(extras) == set(R.AUDIO_HEADS if layout == "release" else R.UNUSED_AV)
+    # The same network whichever layout it came in.
+    want = expected_values(R.av_rules(PAPER, "architecture"), {k: v for k, v in arch.items() if k not in R.UNUSED_AV})
     assert_loads_intact("av", av, want)
-    back = R.av_to_release(av, PAPER, "ours", extras)
-    assert set(back) == set(src)
-    for key, t in src.items():
+    back = R.av_to_release(av, PAPER, "ours", extras, layout=layout)
+    wanted = arch if layout == "architecture" else as_release_file(arch)
+    assert set(back) == set(wanted)
+    for key, t in wanted.items():
         assert same_bits(back[key], t), key
+    # Every file exports to the release's own layout: exactly the keys its evaluator's strict load expects.
+    release = R.av_to_release(av, PAPER, "ours", extras)
+    assert set(release) == set(as_release_file(arch))
+    assert not any(k.startswith(R.VIDEO_HEAD[0].rsplit(".", 1)[0]) for k in release)
+
+
+def test_a_release_layout_file_keeps_every_other_strictness(reference):
+    real = as_release_file(_meta(reference["av_pth"]))
+    bad = {**real, "module.video_model.head.weight": torch.empty(1000, 768, device="meta")}
+    with pytest.raises(Action2SoundError, match=r"av\.pth: unexpected key 'module\.video_model\.head\.weight'"):
+        R.av_from_release(bad, PAPER, "av.pth")
+    bad = {**real, "module.vid_proj.weight": torch.empty(256, 768, device="meta")}
+    with pytest.raises(Action2SoundError, match=r"av\.pth: unexpected key.*module\.vid_proj\.weight"):
+        R.av_from_release(bad, PAPER, "av.pth")
+    bad = dict(real)
+    del bad["module.vid_proj.0.bias"]
+    with pytest.raises(Action2SoundError, match=r"missing key 'module\.vid_proj\.0\.bias'"):
+        R.av_from_release(bad, PAPER, "av.pth")
+    bad = dict(real)
+    del bad["module.audio_model.v.head_dist.weight"]
+    with pytest.raises(Action2SoundError, match=r"missing key 'module\.audio_model\.v\.head_dist\.weight'"):
+        R.av_from_release(bad, PAPER, "av.pth")
+    bad = {**real, "module.audio_model.v.blocks.12.norm1.weight": torch.empty(768, device="meta")}
+    with pytest.raises(Action2SoundError, match=r"unexpected key.*audio_model\.v\.blocks\.12\.norm1\.weight"):
+        R.av_from_release(bad, PAPER, "av.pth")
 
 
 # ------------------------------------------------------------------------------------------ qkv order
@@ -343,7 +385,8 @@ def release_like_files(tmp_path: Path, p=TINY, seed: int = 0) -> tuple[Path, Pat
     shapes = R._release_shapes(R.ldm_rules(p), meta_state("ldm"))
     shapes.update(R._release_shapes(R.vae_table(p), meta_state("vae")))
     av_shapes = R._release_shapes(R.av_rules(p), meta_state("av", R.release_preset(p)))
-    av_shapes.update({k: (1000, p.av.video_hidden) if k.endswith("weight") else (1000,) for k in R.UNUSED_AV})
+    # The layout the release's code writes: no video head, vid_proj.0 (see as_release_file).
+    av_shapes.update({k: (1000, p.av.audio_hidden) if k.endswith("weight") else (1000,) for k in R.AUDIO_HEADS})
     g = torch.Generator().manual_seed(seed)
     ldm = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
     ldm.update(diffusers_schedule(p.diffusion))
@@ -365,6 +408,8 @@ def test_cli_convert_loads_strictly_and_exports_back_bit_exact(tmp_path, capsys)
                  "--preset", "tiny"]) == 0
     md = load_model_dir(out)  # strict, hash-checked
     assert md.vocoder_kind == "griffinlim"
+    made_from = json.loads((out / "model.json").read_text())["converted_from"]
+    assert made_from["origin"] == R.RELEASE_ORIGIN and made_from["av_layout"] == "release"
     # tiny's own video tower is transformers' TimeSformer; the release's weights get the release's architecture.
     assert TINY.av.video_arch == "timesformer" and md.preset.av.video_arch == "frozen_in_time"
     rest, vae_src, _ = R._split_ldm(ldm_src)
@@ -446,6 +491,7 @@ def test_converted_model_generates_audio_end_to_end(tmp_path):
     with pytest.warns(UserWarning, match="Griffin-Lim"):
         a2s = Action2Sound.from_pretrained(model, device="cpu")
     result = a2s.generate(video, ambient=str(ambient), seed=0, steps=3)
+    assert result.metadata["settings"]["sampler"] == "release-dpm"  # the release's model samples its way
     assert result.sample_rate == TINY.audio.sample_rate
     assert result.audio.shape == (2 * TINY.audio.sample_rate,) and np.isfinite(result.audio).all()
     assert np.abs(result.audio).max() > 0
@@ -456,7 +502,7 @@ def test_paper_release_files_convert_and_export_bit_exact(tmp_path, reference):
     """All at once at full size: release-named files -> model directory (strict load) -> release files."""
     from action2sound.weights import load_model_dir
 
-    ldm_src, av_src = fake_ldm(reference), fake_tensors(reference["av_pth"], seed=1)
+    ldm_src, av_src = fake_ldm(reference), as_release_file(fake_tensors(reference["av_pth"], seed=1))
     torch.save({"state_dict": ldm_src, "hyper_parameters": HyperParameters(lr=1e-4)}, tmp_path / "e.ckpt")
     torch.save({"state_dict": av_src}, tmp_path / "av.pth")
     out = R.convert(tmp_path / "e.ckpt", tmp_path / "av.pth", out=tmp_path / "model")

@@ -13,6 +13,7 @@ import torch
 from action2sound.config import (
     PRESETS, UNIVERSAL22K_AUDIO, DiffusionConfig, override, preset, preset_from_dict,
 )
+from action2sound.convert.hifigan import convert_official_hifigan
 from action2sound.errors import Action2SoundError
 from action2sound.models.av import (
     AVModel, contrastive_loss, fbank_input, frames_to_pixels, kaldi_fbank, retrieval_recall,
@@ -21,7 +22,7 @@ from action2sound.models.conditioning import AudioTokens, Conditioner
 from action2sound.models.ldm import LatentDiffusion
 from action2sound.models.vae import build_vae, decode_latent, encode_mel, sample_latent, vae_loss
 from action2sound.models.vocoder import (
-    HifiGanDiscriminator, apply_weight_norm, build_hifigan, convert_official_hifigan, discriminator_loss,
+    HifiGanDiscriminator, apply_weight_norm, build_hifigan, discriminator_loss,
     feature_matching_loss, generator_adversarial_loss, load_universal_hifigan, remove_weight_norm,
     universal_hifigan_files, vocode,
 )

@@ -43,7 +43,8 @@ class Action2Sound:
         """Load a model directory (`action2sound export`; None: the packaged default model); `index` defaults
         to MODEL_DIR/index when present.
 
-        device: "auto" (cuda when available), "cpu" or "cuda". vocoder: "auto" (the model's) or "griffinlim".
+        device: "auto" (cuda when available), "cpu" or "cuda". vocoder: "auto" (the model's; for a
+        paper-profile model without one, the bridge to the universal HiFi-GAN), "model", "bridge" or "griffinlim".
         """
         if model_dir is None:
             from .weights import default_model_dir

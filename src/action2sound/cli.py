@@ -181,7 +181,8 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="training batches in total (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, data order and noise")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: in process)")
-    p.add_argument("--init", help="start from this weights file (strict), e.g. a converted SD v1 VAE")
+    p.add_argument("--init", help="start from this weights file (strict), e.g. a converted SD v1 VAE; for the "
+                                  "vocoder, `universal` starts from the shipped universal HiFi-GAN (any profile)")
     p.add_argument("--checkpoint-every", type=int, help="batches between checkpoints (default: the preset's)")
     p.add_argument("--sample-every", type=int, help="ldm: batches between sample spectrograms (PNG)")
     p.add_argument("--cache-mb", type=int, default=512,
@@ -228,7 +229,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     with warnings.catch_warnings():
         # A fallback (e.g. Griffin-Lim) says so on one line, not with a source excerpt.
         warnings.showwarning = lambda msg, *a, **k: print(f"action2sound: warning: {msg}", file=sys.stderr)
-        model = Action2Sound.from_pretrained(args.model, device=args.device, index=args.index)
+        model = Action2Sound.from_pretrained(args.model, device=args.device, index=args.index, vocoder=args.vocoder)
     options = {k: v for k, v in dict(
         ambient=args.ambient, ambient_offset=args.ambient_offset, seed=args.seed, steps=args.steps,
         sampler=args.sampler, video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
@@ -258,6 +259,10 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model directory (`action2sound export`; default: the packaged default model)")
     p.add_argument("--out", required=True, help="output folder: NAME.wav, NAME.mp4, NAME.png, NAME.json")
     p.add_argument("--index", help="retrieval index folder (`action2sound index build`; default MODEL/index)")
+    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "griffinlim"],
+                   help="auto (default): the model's vocoder, else for a paper-profile model the bridge to the "
+                        "universal HiFi-GAN (mel_bridge), else Griffin-Lim; model: the model's own; bridge; "
+                        "griffinlim")
     p.add_argument("--ambient", default="retrieved",
                    help="retrieved (default: the audio of the visually matching training clip), quiet (a "
                         "low-ambient clip: the action alone), random (a random clip of another video: the paper's "
@@ -269,7 +274,9 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
                                                         "(default 1: condition kept, not amplified)")
     p.add_argument("--seed", type=int, help="noise seed (default 0); the same seed gives the same audio")
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
-    p.add_argument("--sampler", choices=["dpm", "ddim"], help="DPM-Solver++ 2M or DDIM (default: the model's)")
+    p.add_argument("--sampler", choices=["dpm", "ddim", "release-dpm", "release-ddim"],
+                   help="DPM-Solver++ 2M or DDIM, or the paper release's own versions of them (default: the "
+                        "model's; release-dpm for a model converted from the release)")
     p.add_argument("--overlap", type=float, help="seconds consecutive windows of long videos share (default 0.5)")
     p.add_argument("--batch-size", type=int, help="windows (and videos) per network call (default 8)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
@@ -361,8 +368,9 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", default="none", choices=["none", "retrieval", "groundtruth"],
                    help="none: the model (default); retrieval: the retrieved clip's audio as the output; "
                         "groundtruth: the clip's own audio")
-    p.add_argument("--vocoder", default="auto", choices=["auto", "griffinlim"],
-                   help="auto: the model's vocoder (default); griffinlim: the paper's Griffin-Lim ablation")
+    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "griffinlim"],
+                   help="auto: the model's vocoder, else the bridge to the universal HiFi-GAN for a paper-profile "
+                        "model (default); model: the model's own; bridge; griffinlim: the paper's Griffin-Lim ablation")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per clip (default 1)")
     p.add_argument("--limit", type=int, help="evaluate only the first N clips")
     p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],

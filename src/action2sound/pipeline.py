@@ -41,16 +41,18 @@ from .conditions import AMBIENT_MODES, NULL, Condition, ConditionResolver, ambie
 from .config import Preset
 from .errors import Action2SoundError
 from .indexing import INDEX_DIRNAME, Retrieval, load_retrieval
+from . import mel_bridge
 from .mel import fit_wave, mel_to_vocoder_input, mel_to_wave_griffinlim
 from .models.vae import decode_latent
-from .models.vocoder import vocode
+from .models.vocoder import load_universal_hifigan, vocode
 from .plotting import render_png
 from .weights import COMPONENTS, load_model_dir, read_model_json
 
-SAMPLERS = ("dpm", "ddim")
+SAMPLERS = ("dpm", "ddim", "release-dpm", "release-ddim")  # release-*: sampling.RELEASE_SAMPLERS
 AUDIO_FORMATS = ("wav", "flac")
 KEEP_AUDIO = ("replace", "mix", "add")
 PRECISIONS = ("fp32", "bf16")
+VOCODERS = ("auto", "model", "bridge", "griffinlim")  # load_pipeline's choices
 
 
 # ============================================================================================== settings
@@ -210,6 +212,10 @@ def sample_windows(
         missing = torch.tensor([a is None for a in audio_latents], device=dev)
     w_audio = options.audio_guidance if has_audio else 1.0
     full, null_video, null_audio = ldm.guidance_contexts(video_tokens, audio, missing, null_audio=w_audio != 1.0)
+    if options.sampler in sampling.RELEASE_SAMPLERS:  # the release's own sampling: one weight, an all-zero null
+        return sampling.sample_release(sampling.release_guided(ldm, full, options.video_guidance),
+                                       (b, *preset.latent_shape), options.sampler, options.steps,
+                                       noise=noise.to(dev), diffusion=preset.diffusion, device=dev)
     denoiser = sampling.guided(ldm, full, null_video, null_audio, options.video_guidance, w_audio)
     return sampling.sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
                   diffusion=preset.diffusion, device=dev)
@@ -224,7 +230,10 @@ def mels_to_waves(vocoder: torch.nn.Module | None, mel: torch.Tensor, preset: Pr
     """Normalised mels [B, n_mels, num_frames] -> waves float32 [B, window_length] (HiFi-GAN, or Griffin-Lim)."""
     p, n = preset.audio, window_length(preset)
     if vocoder is None:
-        waves = [fit_wave(mel_to_wave_griffinlim(m, p, seed=seed), p) for m in mel.float().cpu().numpy()]
+        if p.framing == "center":  # mel_bridge's Griffin-Lim: the floor rule (floor cells -> zero magnitude)
+            waves = [mel_bridge.griffinlim(m, p, seed=seed) for m in mel.float().cpu().numpy()]
+        else:
+            waves = [fit_wave(mel_to_wave_griffinlim(m, p, seed=seed), p) for m in mel.float().cpu().numpy()]
         return np.stack(waves)[:, :n].astype(np.float32)
     param = next(vocoder.parameters())
     wave = vocode(vocoder, mel_to_vocoder_input(mel.to(param.device, param.dtype), p))  # [B, frames * hop]
@@ -564,21 +573,21 @@ def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "au
                   index: str | os.PathLike | None = None, vocoder: str = "auto") -> Pipeline:
     """A Pipeline from a model directory; `index` defaults to MODEL_DIR/index when that exists.
 
-    vocoder: "auto" (the model directory's: a trained HiFi-GAN, the universal one, or Griffin-Lim with a
-    warning) or "griffinlim" (force it, no warning).
+    vocoder: "auto" (the model directory's: a trained HiFi-GAN, the universal one; without one, the bridge to
+    the universal HiFi-GAN for another profile, else Griffin-Lim with a warning), "model" (the model
+    directory's own, or an error), "bridge" (`mel_bridge.BridgeVocoder`) or "griffinlim" (force it, no warning).
     """
-    if vocoder not in ("auto", "griffinlim"):
-        raise Action2SoundError(f"vocoder must be 'auto' or 'griffinlim', got {vocoder!r}")
+    if vocoder not in VOCODERS:
+        raise Action2SoundError(f"vocoder must be one of {', '.join(VOCODERS)}, got {vocoder!r}")
     model_dir = Path(model_dir)
     dev = resolve_device(device)
     manifest = read_model_json(model_dir)
-    components = tuple(c for c in COMPONENTS if not (c == "vocoder" and vocoder == "griffinlim"))
+    components = tuple(c for c in COMPONENTS if not (c == "vocoder" and vocoder in ("griffinlim", "bridge")))
     md = load_model_dir(model_dir, dev, components=components)
-    kind = "griffinlim" if vocoder == "griffinlim" else md.vocoder_kind
-    if md.vocoder is None and vocoder == "auto":
-        warnings.warn(f"{model_dir}: no HiFi-GAN for the {md.preset.audio.name} profile, so the sound is made "
-                      "with Griffin-Lim (far lower quality); train one with `action2sound train vocoder` and "
-                      "re-export the model directory", stacklevel=2)
+    chosen_vocoder, kind = _choose_vocoder(model_dir, md, vocoder, dev)
+    preset, release_sampler = md.preset, sampling.default_sampling_for(manifest)
+    if release_sampler is not None:  # the release's model samples the release's way by default
+        preset = replace(preset, diffusion=replace(preset.diffusion, sampler=release_sampler))
     av_hash = manifest.get("files", {}).get("av", {}).get("sha256", "")
     info = {
         "dir": str(model_dir), "hash": hashlib.sha256((model_dir / "model.json").read_bytes()).hexdigest()[:16],
@@ -588,5 +597,32 @@ def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "au
     retrieval = None
     if index is not None or folder.is_dir():
         retrieval = load_retrieval(folder, av_hash, md.preset)
-    return Pipeline(md.preset, md.av, md.vae, md.ldm, md.vocoder if vocoder == "auto" else None, dev, retrieval,
-                    info)
+    return Pipeline(preset, md.av, md.vae, md.ldm, chosen_vocoder, dev, retrieval, info)
+
+
+def _choose_vocoder(model_dir: Path, md: Any, vocoder: str, dev: torch.device) -> tuple[torch.nn.Module | None, str]:
+    """(the vocoder module or None for Griffin-Lim, its kind for the metadata) for a `load_pipeline` choice."""
+    profile = md.preset.audio
+    if vocoder == "griffinlim":
+        return None, "griffinlim"
+    if vocoder == "model":
+        if md.vocoder is None:
+            raise Action2SoundError(f"{model_dir}: has no vocoder of its own; use --vocoder bridge or griffinlim, "
+                                    "or train one with `action2sound train vocoder`")
+        return md.vocoder, md.vocoder_kind
+    if vocoder == "auto" and md.vocoder is not None:
+        return md.vocoder, md.vocoder_kind
+    if not mel_bridge.bridge_applies(profile):
+        if vocoder == "bridge":
+            raise Action2SoundError(f"{model_dir}: its {profile.name} mel is the universal HiFi-GAN's own; there is "
+                                    "nothing to bridge (use --vocoder model or griffinlim)")
+    else:
+        try:
+            return mel_bridge.BridgeVocoder(load_universal_hifigan().to(dev).eval(), profile), "bridge"
+        except Action2SoundError:
+            if vocoder == "bridge":
+                raise
+    warnings.warn(f"{model_dir}: no HiFi-GAN for the {profile.name} profile, so the sound is made with Griffin-Lim "
+                  "(far lower quality); train one with `action2sound train vocoder` and re-export the model "
+                  "directory", stacklevel=3)
+    return None, "griffinlim"

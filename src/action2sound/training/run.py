@@ -211,7 +211,11 @@ def train(
         torch.manual_seed(seed)
         module = _make_module(stage, p, cfg, seed, n_train, out, sample_every or every, stage_dir, train_set,
                               val_set)
-    if init is not None:
+    if init is not None and stage == "vocoder" and str(init) == "universal":
+        from .vocoder import INIT_UNIVERSAL, universal_init  # noqa: F401 - "universal" is INIT_UNIVERSAL
+
+        module.init_from(universal_init(p), "the universal HiFi-GAN (--init universal)")
+    elif init is not None:
         module.init_from(read_weights(init, stage)[0], str(init))
 
     stage_dir.mkdir(parents=True, exist_ok=True)

@@ -2,15 +2,19 @@
 
 Losses as in HiFi-GAN (Kong et al. 2020, eq. 5-7): LSGAN adversarial terms, feature matching (weight
 lambda_fm) and mel L1 (weight lambda_mel) on random segments of the clips. The universal22k profile with
-`vocoder.source = universal` fine-tunes the shipped universal generator instead of starting from scratch.
+`vocoder.source = universal` fine-tunes the shipped universal generator instead of starting from scratch;
+any other profile can start from it too (`universal_init`, `train vocoder --init universal`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from ..config import Preset, StageTrainConfig
+from ..config import UNIVERSAL22K_AUDIO, Preset, StageTrainConfig
+from ..errors import Action2SoundError
 from ..mel import MelTransform
+from ..mel_bridge import frequency_map
 from ..models.vocoder import (
     HifiGanDiscriminator,
     apply_weight_norm,
@@ -24,6 +28,45 @@ from ..models.vocoder import (
 )
 from ..weights import load_state_strict
 from .base import StageModule
+
+
+INIT_UNIVERSAL = "universal"  # `train vocoder --init universal`
+
+
+def universal_init(preset: Preset) -> dict[str, torch.Tensor]:
+    """The universal generator's weights for the preset's profile: a starting point to fine-tune.
+
+    Every layer is the universal one but the input convolution, which reads the profile's log mel instead of
+    the universal 80-band one: its weights are composed with the bridge's frequency map (`mel_bridge`),
+    linearised in the log domain, log u_j ~ sum_k A_jk log m_k + log s_j with A the map's rows normalised to
+    sum 1 and s_j their sums (exact where the spectrum is flat across a band). The rest of the network then
+    runs at the profile's rate, which fine-tuning has to adapt to.
+    """
+    from ..models.vocoder import load_universal_hifigan
+
+    universal = load_universal_hifigan().state_dict()
+    target = build_hifigan(preset.audio, preset.vocoder).state_dict()
+    out = {}
+    for key, value in universal.items():
+        if key in ("mean", "scale"):  # per-mel input normalisation buffers, unused (normalize_before is off)
+            out[key] = target[key]
+            continue
+        if key not in target or (key != "conv_pre.weight" and target[key].shape != value.shape):
+            raise Action2SoundError(
+                f"--init universal: the preset's vocoder section differs from the universal HiFi-GAN at {key!r}; "
+                "use its architecture (the default vocoder section: 512 channels, rates 8 8 2 2)")
+        out[key] = value
+    fmap = frequency_map(preset.audio.name, UNIVERSAL22K_AUDIO.name)  # [80, n_mels] magnitude -> magnitude
+    sums = fmap.sum(axis=1)
+    a = torch.from_numpy(fmap / sums[:, None]).float()  # [80, n_mels], rows sum to 1
+    w = universal["conv_pre.weight"]  # [C, 80, K]
+    out["conv_pre.weight"] = torch.einsum("cjk,jm->cmk", w, a).contiguous()  # [C, n_mels, K]
+    out["conv_pre.bias"] = universal["conv_pre.bias"] + torch.einsum(
+        "cjk,j->c", w, torch.from_numpy(np.log(sums)).float())
+    if out["conv_pre.weight"].shape != target["conv_pre.weight"].shape:
+        raise Action2SoundError(f"--init universal: conv_pre {tuple(out['conv_pre.weight'].shape)} vs the preset's "
+                                f"{tuple(target['conv_pre.weight'].shape)}")
+    return out
 
 
 class VocoderStage(StageModule):
