@@ -380,3 +380,35 @@ def test_bad_settings_and_inputs_are_one_clear_error(pipe, env, tmp_path):
         pipe.generate([good], GenerateOptions(sampler="euler"))
     with pytest.raises(Action2SoundError, match="overlap"):
         pipe.generate([good], GenerateOptions(overlap=2.0, ambient="none"))
+
+
+def test_release_sampling_conditions_on_a_seeded_posterior_sample(pipe, env):
+    """Release-exact mode feeds the model a posterior *sample* of the condition (mean + std * eps, eps from the
+    seed), as the public release does; our own sampling keeps the mean."""
+    from action2sound.conditions import ConditionResolver
+    from action2sound.mel import fit_wave, wave_to_mel
+    from action2sound.models.vae import encode_mel
+
+    episode = env.bench / "episodes" / "a2s-0-0001.mp4"
+    p = pipe.preset.audio
+    wave = fit_wave(media.read_audio(episode, 2.0, p.duration, p.sample_rate), p)
+    mean, std = encode_mel(pipe.vae, torch.from_numpy(wave_to_mel(wave, p))[None])
+    sf = pipe.preset.vae.scaling_factor
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(5))
+    expected = ((mean + std * eps) * sf)[0]
+
+    release = ConditionResolver(pipe.preset, pipe.vae, pipe.device, pipe.retrieval, posterior_seed=5)
+    got = release.file(episode, 2.0).latent
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(got, mean[0] * sf, atol=1e-3)  # a sample, not the mean
+    torch.testing.assert_close(pipe.conditions.file(episode, 2.0).latent, mean[0] * sf, atol=1e-5, rtol=0)
+    # An indexed clip: the store's std is used (the index's latents.npy holds means only).
+    store = pipe.retrieval.store
+    row = 0
+    s_mean = torch.from_numpy(store.get("latent_mean", row))
+    s_std = torch.from_numpy(store.get("latent_std", row))
+    eps = torch.randn(s_mean[None].shape, generator=torch.Generator().manual_seed(5))
+    index_row = next(i for i, c in enumerate(pipe.retrieval.index.meta.clip_id) if c == store.table[row].clip_id)
+    latent, source = release.clip_latent(index_row)
+    assert source == "store"
+    torch.testing.assert_close(latent, ((s_mean + s_std * eps[0]) * sf), atol=1e-5, rtol=0)

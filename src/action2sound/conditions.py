@@ -35,7 +35,7 @@ from .errors import Action2SoundError
 from .indexing import Retrieval
 from .levels import ambient_level_db
 from .mel import fit_wave, wave_to_mel
-from .models.vae import encode_mel
+from .models.vae import encode_mel, sample_latent
 
 AMBIENT_MODES = ("retrieved", "quiet", "none", "random")  # or the path of an audio or video file
 INDEX_MODES = ("retrieved", "quiet", "random")  # the modes that need a retrieval index
@@ -107,10 +107,26 @@ def unused(mode: str) -> Condition:
 
 
 class ConditionResolver:
-    """Resolves ambient conditions for one model: its VAE (to encode audio) and its optional retrieval index."""
+    """Resolves ambient conditions for one model: its VAE (to encode audio) and its optional retrieval index.
 
-    def __init__(self, preset: Preset, vae: torch.nn.Module, device: torch.device, retrieval: Retrieval | None):
+    `posterior_seed`: None gives the posterior *mean* (our models' condition, as in training); an int gives a
+    posterior *sample* drawn with that seed, which is what the public release feeds its model (release-exact
+    sampling, `sampling.RELEASE_SAMPLERS`). A sample needs the posterior's std: from the store, else the clip's
+    audio is encoded again (an index's latents.npy holds means only).
+    """
+
+    def __init__(self, preset: Preset, vae: torch.nn.Module, device: torch.device, retrieval: Retrieval | None,
+                 posterior_seed: int | None = None):
         self.preset, self.vae, self.device, self.retrieval = preset, vae, device, retrieval
+        self.posterior_seed = posterior_seed
+
+    def _scaled(self, mean: torch.Tensor, std: torch.Tensor | None) -> torch.Tensor:
+        """Unscaled posterior [C, F, W] -> the scaled condition latent: the mean, or a seeded sample."""
+        sf = self.preset.vae.scaling_factor
+        if self.posterior_seed is None:
+            return (mean * sf).float()
+        g = torch.Generator(device=mean.device).manual_seed(self.posterior_seed)
+        return sample_latent(mean[None], std[None], sf, g)[0].float()
 
     def need_index(self, what: str) -> Retrieval:
         if self.retrieval is None:
@@ -121,10 +137,10 @@ class ConditionResolver:
     # ------------------------------------------------------------------------------------------- files
     @torch.no_grad()
     def wave_latent(self, wave: np.ndarray) -> torch.Tensor:
-        """One window of audio [samples] -> the scaled VAE posterior mean [C, F, W] (what a condition is)."""
+        """One window of audio [samples] -> the scaled VAE posterior mean (or seeded sample) [C, F, W]."""
         mel = torch.from_numpy(wave_to_mel(fit_wave(wave, self.preset.audio), self.preset.audio)).to(self.device)
-        mean, _ = encode_mel(self.vae, mel[None])
-        return (mean[0] * self.preset.vae.scaling_factor).float()
+        mean, std = encode_mel(self.vae, mel[None])
+        return self._scaled(mean[0], std[0])
 
     def file(self, path: str | Path, offset: float = 0.0) -> Condition:
         """The condition of one window of an audio or video file from `offset` seconds."""
@@ -174,14 +190,15 @@ class ConditionResolver:
     def clip_latent(self, row: int) -> tuple[torch.Tensor, str]:
         """An indexed clip's scaled latent and its source: the posterior mean the index or store holds, else
         its audio -> VAE."""
-        r, sf = self.need_index("an indexed clip's latent"), self.preset.vae.scaling_factor
-        if r.latents is not None:
+        r = self.need_index("an indexed clip's latent")
+        if r.latents is not None and self.posterior_seed is None:
             mean = torch.from_numpy(np.array(r.latents[row], dtype=np.float32))  # a copy: the index is memory-mapped
-            return (mean * sf).to(self.device), "index"
+            return self._scaled(mean.to(self.device), None), "index"
         srow = r.store_row(row)
         if srow is not None:
-            mean = torch.from_numpy(r.store.get("latent_mean", srow).astype(np.float32))
-            return (mean * sf).to(self.device), "store"
+            mean = torch.from_numpy(r.store.get("latent_mean", srow).astype(np.float32)).to(self.device)
+            std = torch.from_numpy(r.store.get("latent_std", srow).astype(np.float32)).to(self.device)
+            return self._scaled(mean, std), "store"
         return self.wave_latent(self.clip_wave(row)), "audio"
 
     def of_clip(self, mode: str, choice: ClipChoice, excluded_video: str | None,

@@ -447,6 +447,8 @@ class Pipeline:
             return errors
         t0 = time.perf_counter()
         resolver = self.conditions
+        if opts.sampler in sampling.RELEASE_SAMPLERS:  # the release conditions on a posterior sample, not the mean
+            resolver = ConditionResolver(self.preset, self.vae, self.device, self.retrieval, posterior_seed=opts.seed)
         conds: list[Condition | Exception]
         if given is not None:
             conds = [given[job.slot] for job in jobs]
