@@ -517,7 +517,8 @@ def _atomic_path(path: str | os.PathLike) -> Iterator[str]:
             os.remove(tmp)
 
 
-def _check_finite(path: str | os.PathLike, wave: np.ndarray) -> None:
+def check_finite(path: str | os.PathLike, wave: np.ndarray) -> None:
+    """Refuse audio with NaN/inf samples, naming the file it was meant for."""
     # NaN would be written as -32768 (full-scale noise); refusing keeps a broken result from looking like one.
     if not np.all(np.isfinite(wave)):
         bad = int(np.count_nonzero(~np.isfinite(wave)))
@@ -547,7 +548,7 @@ def write_audio(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> 
         raise Action2SoundError(f"{os.fspath(path)}: can only write {' or '.join(AUDIO_WRITE_EXTENSIONS)}; "
                                 "change the extension")
     wave = np.asarray(wave, dtype=np.float32)
-    _check_finite(path, wave)
+    check_finite(path, wave)
     wave = np.clip(wave, -1.0, 1.0)
     with _atomic_path(path) as tmp:
         soundfile.write(tmp, wave, int(sample_rate), subtype="PCM_16", format=ext[1:].upper())
@@ -599,7 +600,7 @@ def _check_wave(path, wave: np.ndarray) -> np.ndarray:
     if wave.ndim != 1:
         raise Action2SoundError(f"{os.fspath(path)}: audio must be mono [samples], got shape {wave.shape}; "
                                 "average the channels first")
-    _check_finite(path, wave)
+    check_finite(path, wave)
     return np.clip(wave, -1.0, 1.0)
 
 

@@ -21,6 +21,7 @@ as `media.mux_audio` measures it, so the muxed track ends with the picture.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -145,20 +146,37 @@ def _check_number(name: str, value: Any) -> None:
 
 
 def _check_ambient_file(path: Path, offset: float, window: float) -> None:
-    """An --ambient FILE exists, has sound, and lasts past `offset`; a warning when less than `window` s is left."""
-    if not path.exists():
+    """An --ambient FILE exists, has sound, and lasts past `offset`; a warning (once per file and offset) when
+    less than `window` s is left."""
+    try:
+        st = path.stat()
+    except OSError:
         raise Action2SoundError(f"--ambient {path}: no such file, and not one of {', '.join(AMBIENT_MODES)}; "
-                                "pass an audio or video file")
-    info = media.probe(path)
-    if not info.has_audio:
+                                "pass an audio or video file") from None
+    duration = _sound_duration(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if duration is None:
         raise Action2SoundError(f"--ambient {path}: has no audio stream; pass a file with sound")
-    duration = info.duration or media.read_audio_file(path, 8000).size / 8000  # 0: the header does not say
     if offset >= duration:
         raise Action2SoundError(f"--ambient-offset {offset:g} s is past the end of {path} ({duration:.2f} s), so "
                                 f"the condition would be silence; use an offset below {duration:.2f}")
-    if duration - offset < window:
+    key = (str(path.resolve()), st.st_mtime_ns, offset, window)
+    if duration - offset < window and key not in _WARNED_SHORT:
+        # Once: resolved() runs for every batch, and samplers reset the warnings registry.
+        _WARNED_SHORT.add(key)
         warnings.warn(f"--ambient {path}: only {duration - offset:.2f} s of sound from {offset:g} s, shorter than "
                       f"one {window:.2f} s model window; the rest of the condition is silence", stacklevel=3)
+
+
+_WARNED_SHORT: set[tuple] = set()
+
+
+@functools.lru_cache(maxsize=64)
+def _sound_duration(path: str, mtime_ns: int, size: int) -> float | None:
+    """Seconds of a media file (None: it has no audio), cached per version of the file."""
+    info = media.probe(path)
+    if not info.has_audio:
+        return None
+    return info.duration or media.read_audio_file(path, 8000).size / 8000  # 0: the header does not say
 
 
 # ============================================================================================== windows
@@ -325,10 +343,11 @@ class GenerationResult:
         t0 = time.perf_counter()
         paths = output_paths(out, name, format, container if self.video is not None else None,
                              image and self.video is not None)
+        media.check_finite(paths["audio"], self.audio)
         staged: dict[str, Path] = {}
         try:
             staged["audio"] = media.staging_path(paths["audio"])
-            media.write_audio(staged["audio"], self.audio, self.sample_rate)  # refuses NaN/inf samples
+            media.write_audio(staged["audio"], self.audio, self.sample_rate)
             if "video" in paths:
                 staged["video"] = media.staging_path(paths["video"])
                 mux = media.mux_audio(self.video, self.audio, self.sample_rate, staged["video"], keep_original_audio)
@@ -356,6 +375,11 @@ class GenerationResult:
             for kind in ("audio", "video", "image", "json"):  # the record last
                 if kind in staged:
                     os.replace(staged.pop(kind), paths[kind])
+        except Action2SoundError as err:  # name the files the user will look for, not the temp names
+            message = str(err)
+            for kind, tmp in staged.items():
+                message = message.replace(str(tmp), str(paths[kind]))
+            raise Action2SoundError(message) from None
         finally:
             for tmp in staged.values():  # what was not renamed (a failure on the way)
                 tmp.unlink(missing_ok=True)
