@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from tqdm import tqdm
 
 from .errors import Action2SoundError
 from .media import VIDEO_EXTENSIONS, plan_mux
-from .pipeline import GenerateOptions, GenerationResult, Pipeline, load_pipeline
+from .conditions import ambient_mode
+from .pipeline import (GenerateOptions, GenerationResult, Pipeline, load_pipeline, output_paths,
+                       prepare_output_folder, record_is_complete, remove_leftovers)
 
 __all__ = ["Action2Sound", "GenerateOptions", "GenerationResult"]
 
@@ -88,26 +90,43 @@ def make_options(**options: Any) -> GenerateOptions:
 # ================================================================================================ batches
 @dataclass(frozen=True)
 class BatchReport:
-    """What one batch run did: generated, skipped (outputs exist) and failed inputs."""
+    """What one batch run did: generated, skipped (outputs exist) and failed inputs, and renamed outputs."""
 
     done: tuple[Path, ...]
     skipped: tuple[Path, ...]
     failed: tuple[tuple[Path, str], ...]
     seconds: float
+    renamed: tuple[tuple[Path, str], ...] = ()  # inputs whose outputs are not named after their stem: (input, name)
 
     def summary(self) -> str:
-        return (f"generated {len(self.done)}, skipped {len(self.skipped)} (done before with these settings; "
+        text = (f"generated {len(self.done)}, skipped {len(self.skipped)} (done before with these settings; "
                 f"--overwrite redoes them), "
                 f"failed {len(self.failed)}, in {self.seconds:.1f} s")
+        for path, name in self.renamed:
+            text += f"\n  {path} -> {name}.* (another input has the name {path.stem})"
+        return text
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where each input's outputs go: out folder, inputs and their collision-free names, in input order."""
+
+    out: Path
+    inputs: tuple[Path, ...]
+    names: tuple[str, ...]
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders expanded to their video files (sorted, not recursive)."""
+    """Files as given, folders expanded to their video files (sorted, not recursive, hidden files left out).
+
+    A file named twice (directly, or also through its folder) is kept once, where it first appears.
+    """
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS
+                           and not f.name.startswith("."))  # hidden: AppleDouble files, staged outputs
             if not found:
                 raise Action2SoundError(f"{p}: folder holds no video files ({', '.join(VIDEO_EXTENSIONS)})")
             out.extend(found)
@@ -115,36 +134,90 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             out.append(p)  # a missing or bad file is reported as that input's failure
     if not out:
         raise Action2SoundError("no inputs given; pass video files or folders")
-    return out
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
 
 
 def output_names(paths: Sequence[Path]) -> list[str]:
-    """Output name of each input: its stem, with -2, -3, ... for repeated stems."""
-    seen: dict[str, int] = {}
+    """Collision-free output name of each input (deterministic for one input list): its stem, or for the 2nd,
+    3rd, ... input with that stem STEM-2, STEM-3, ..., skipping names another input has or was given.
+
+    Names are compared ignoring case, so the outputs do not collide on case-insensitive file systems either.
+    """
+    first: dict[str, int] = {}
+    for i, p in enumerate(paths):
+        first.setdefault(p.stem.casefold(), i)
+    taken = set(first)
     names = []
-    for p in paths:
-        n = seen.get(p.stem, 0) + 1
-        seen[p.stem] = n
-        names.append(p.stem if n == 1 else f"{p.stem}-{n}")
+    for i, p in enumerate(paths):
+        if first[p.stem.casefold()] == i:
+            names.append(p.stem)
+            continue
+        n = 2
+        while f"{p.stem}-{n}".casefold() in taken:
+            n += 1
+        names.append(f"{p.stem}-{n}")
+        taken.add(names[-1].casefold())
     return names
+
+
+def plan_outputs(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, format: str = "wav",
+                 container: str = "mp4", ambient: str | None = None) -> OutputPlan:
+    """Check the output folder and name the outputs, before any model work -> OutputPlan.
+
+    The folder is made and must be writable; no output may replace an input (a video, or the --ambient value
+    when it is a file): that is an error naming both, e.g. --out the inputs' own folder with mp4 inputs.
+    """
+    paths = collect_inputs(inputs)
+    out = prepare_output_folder(out_dir)
+    names = output_names(paths)
+    protected = {}
+    ambient_file = [Path(ambient)] if ambient is not None and ambient_mode(str(ambient)) == "file" else []
+    for p in [*paths, *ambient_file]:
+        try:
+            st = p.stat()
+            protected[(st.st_dev, st.st_ino)] = p
+        except OSError:
+            continue  # a missing input fails on its own later
+    for name in names:
+        for target in output_paths(out, name, format, container).values():
+            try:
+                st = target.stat()
+            except OSError:
+                continue
+            source = protected.get((st.st_dev, st.st_ino))
+            if source is not None:
+                raise Action2SoundError(f"--out {out}: the output {target} would replace the input {source}; "
+                                        "choose another --out folder")
+    return OutputPlan(out, tuple(paths), tuple(names))
 
 
 def generate_files(model: Action2Sound, inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                    format: str = "wav", keep_original_audio: str = "replace", overwrite: bool = False,
-                   progress: bool = True, report_error=None, container: str = "mp4", **options: Any) -> BatchReport:
+                   progress: bool | Callable[[int, int], None] = True, report_error=None, container: str = "mp4",
+                   **options: Any) -> BatchReport:
     """Generate NAME.{wav,mp4|mkv,png,json} in out_dir for every input; a bad input is reported, the rest go on.
 
-    An input whose NAME.json records the same settings and model is skipped unless `overwrite` (other
-    settings redo it). How each video is muxed (stream copy or re-encode, `media.plan_mux`) is decided before
-    any generation. `report_error(path, message)` is called for each failure as it happens. Inputs go
-    through the model `batch_size` at a time.
+    Before any model work the options are checked, the output folder is made and checked (`plan_outputs`)
+    and each input gets a collision-free NAME (`output_names`; the record and the summary say which). An
+    input whose NAME.json records this input, the same settings and model, and files that still match it is
+    skipped unless `overwrite` (other settings redo it). How each video is muxed (`media.plan_mux`) is
+    decided before any generation. `report_error(path, message)` is called for each failure as it happens.
+    progress: True shows a bar counting model windows (a long video has many) with rate and ETA; a function
+    is called with (windows done, windows in all) instead. Inputs go through the model `batch_size` at a time.
     """
     t0 = time.perf_counter()
     opts = make_options(**options)
+    plan = plan_outputs(inputs, out_dir, format=format, container=container, ambient=opts.ambient)
     wanted = _record_settings(model, opts, format=format, keep_original_audio=keep_original_audio,
-                              container=container)
-    paths = collect_inputs(inputs)
-    out = Path(out_dir)
+                              container=container)  # checks the options against the model, before the work
+    out = plan.out
     done: list[Path] = []
     failed: list[tuple[Path, str]] = []
 
@@ -154,9 +227,10 @@ def generate_files(model: Action2Sound, inputs: Sequence[str | os.PathLike], out
         if report_error is not None:
             report_error(path, msg)
 
+    remove_leftovers(out, plan.names)  # staged files of a killed run
     todo, skipped = [], []
-    for path, name in zip(paths, output_names(paths)):
-        if not overwrite and _done_with(out / f"{name}.json", wanted):
+    for path, name in zip(plan.inputs, plan.names):
+        if not overwrite and _done_with(out / f"{name}.json", wanted, path):
             skipped.append(path)
             continue
         try:
@@ -164,13 +238,26 @@ def generate_files(model: Action2Sound, inputs: Sequence[str | os.PathLike], out
         except Action2SoundError as err:
             fail(path, err)
             continue
-        todo.append((path, name))
+        todo.append((path, name, _count_windows(model, path, opts)))
 
-    with tqdm(total=len(todo), unit="video", desc="generate", disable=not progress, dynamic_ncols=True) as bar:
+    total = sum(n for _, _, n in todo)
+    bar = tqdm(total=total, unit="window", desc="generate", disable=progress is not True, dynamic_ncols=True)
+
+    def windows_done(k: int) -> None:
+        bar.update(k - bar.n)
+        if callable(progress):
+            progress(k, total)
+
+    finished = 0  # windows of the groups before this one
+    with bar:
         for i in range(0, len(todo), opts.batch_size):
             group = todo[i : i + opts.batch_size]
-            results = model.pipeline.generate([p for p, _ in group], opts)
-            for (path, name), result in zip(group, results):
+            size = sum(n for _, _, n in group)
+            bar.set_postfix_str(f"videos {i + 1}-{i + len(group)} of {len(todo)}")
+            results = model.pipeline.generate(
+                [p for p, _, _ in group], opts,
+                progress=lambda k, _n, base=finished, size=size: windows_done(base + min(k, size)))
+            for (path, name, _), result in zip(group, results):
                 if isinstance(result, Exception):
                     fail(path, result)
                 else:
@@ -180,8 +267,18 @@ def generate_files(model: Action2Sound, inputs: Sequence[str | os.PathLike], out
                         done.append(path)
                     except Exception as err:  # noqa: BLE001 - one bad input must not stop the batch
                         fail(path, err)
-                bar.update(1)
-    return BatchReport(tuple(done), tuple(skipped), tuple(failed), time.perf_counter() - t0)
+            finished += size
+            windows_done(finished)  # a failed input's windows count as gone through
+    renamed = tuple((p, n) for p, n in zip(plan.inputs, plan.names) if n != p.stem)
+    return BatchReport(tuple(done), tuple(skipped), tuple(failed), time.perf_counter() - t0, renamed)
+
+
+def _count_windows(model: Action2Sound, path: Path, opts: GenerateOptions) -> int:
+    """Model windows of one input (for the progress bar); 1 when its length cannot be read (it fails later)."""
+    try:
+        return model.pipeline.count_windows(path, opts)
+    except Exception:  # noqa: BLE001 - the input's own error is reported by generate
+        return 1
 
 
 # Options that change how the work is batched, not the outputs.
@@ -198,15 +295,17 @@ def _record_settings(model: Action2Sound, opts: GenerateOptions, **output: str) 
             "index": str(r.folder) if r is not None else None}
 
 
-def _done_with(record: Path, wanted: dict[str, Any]) -> bool:
-    """True when `record` (a NAME.json) exists and was written with the wanted settings, model and index."""
-    import json
-
-    try:
-        meta = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return False  # missing or unreadable: not done
+def _done_with(record: Path, wanted: dict[str, Any], source: Path) -> bool:
+    """True when `record` (a NAME.json) is complete (`record_is_complete`: its files match it) and was written
+    for `source` with the wanted settings, model and index."""
+    meta = record_is_complete(record)
+    if meta is None:
+        return False
     got = meta.get("settings", {})
-    return (all(got.get(k) == v for k, v in wanted["settings"].items())
+    try:
+        same_input = Path(meta.get("input", "")).resolve() == source.resolve()
+    except (OSError, TypeError):
+        same_input = False
+    return (same_input and all(got.get(k) == v for k, v in wanted["settings"].items())
             and (meta.get("model") or {}).get("hash") == wanted["model"]
             and (meta.get("index") or {}).get("path") == wanted["index"])

@@ -216,28 +216,51 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
-def _cmd_generate(args: argparse.Namespace) -> None:
-    import warnings
+def _check_counts(args: argparse.Namespace, *names: str) -> None:
+    """Whole-number options that must be at least 1 (when given), checked before any work."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise Action2SoundError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
-    from .api import Action2Sound, generate_files
 
-    if args.threads:
+def _set_threads(threads: int | None) -> None:
+    if threads:
         import torch
 
         # On a busy machine fewer threads than cores can be several times faster (no spin-waiting).
-        torch.set_num_threads(args.threads)
-    with warnings.catch_warnings():
-        # A fallback (e.g. Griffin-Lim) says so on one line, not with a source excerpt.
-        warnings.showwarning = lambda msg, *a, **k: print(f"action2sound: warning: {msg}", file=sys.stderr)
-        model = Action2Sound.from_pretrained(args.model, device=args.device, index=args.index, vocoder=args.vocoder)
+        torch.set_num_threads(threads)
+
+
+def _one_line_warnings() -> None:
+    # A fallback (e.g. Griffin-Lim) or a short ambient file says so on one line, not with a source excerpt.
+    import warnings
+
+    warnings.showwarning = lambda msg, *a, **k: print(f"action2sound: warning: {msg}", file=sys.stderr)
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    import warnings
+
+    from .api import Action2Sound, generate_files, make_options, plan_outputs
+
+    _check_counts(args, "threads")
     options = {k: v for k, v in dict(
         ambient=args.ambient, ambient_offset=args.ambient_offset, seed=args.seed, steps=args.steps,
         sampler=args.sampler, video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
         overlap=args.overlap, batch_size=args.batch_size, precision=args.precision).items() if v is not None}
-    report = generate_files(
-        model, args.inputs, args.out, format=args.format, keep_original_audio=args.keep_original_audio,
-        overwrite=args.overwrite, progress=not args.quiet, container=args.container,
-        report_error=lambda path, msg: print(f"action2sound: failed: {msg}", file=sys.stderr), **options)
+    # Everything that needs no model is checked before loading one: the numbers, the output folder and names.
+    opts = make_options(**options)
+    plan_outputs(args.inputs, args.out, format=args.format, container=args.container, ambient=opts.ambient)
+    _set_threads(args.threads)
+    with warnings.catch_warnings():
+        _one_line_warnings()
+        model = Action2Sound.from_pretrained(args.model, device=args.device, index=args.index,
+                                             vocoder=args.vocoder)
+        report = generate_files(
+            model, args.inputs, args.out, format=args.format, keep_original_audio=args.keep_original_audio,
+            overwrite=args.overwrite, progress=not args.quiet, container=args.container,
+            report_error=lambda path, msg: print(f"action2sound: failed: {msg}", file=sys.stderr), **options)
     print(report.summary())
     print(Path(args.out))
     if report.failed:
@@ -312,10 +335,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     from .evaluation.runner import EvalSettings, evaluate, markdown_table
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _check_counts(args, "threads", "seeds", "limit", "steps", "batch_size")
+    _set_threads(args.threads)
     weights = {"vggish": args.vggish, "panns": args.panns}.get(args.fad_embedder)
     if args.model is None:
         from .weights import default_model_dir
@@ -327,7 +348,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         index=args.index, sync=args.sync, fad_embedder=args.fad_embedder, fad_weights=weights, device=args.device,
         batch_size=args.batch_size, label=args.label, progress=not args.quiet)
     with warnings.catch_warnings():
-        warnings.showwarning = lambda msg, *a, **k: print(f"action2sound: warning: {msg}", file=sys.stderr)
+        _one_line_warnings()
         report = evaluate(settings)
     print(f"evaluated {report.summary['clips']} clips x {len(report.summary['seeds'])} seeds: {report.done} new "
           f"outputs, {report.skipped} already done, {report.failed} failed")

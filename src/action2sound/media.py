@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -484,19 +484,46 @@ def read_audio_file(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ writing
 
 
+# Staged files carry this before their extension; a killed writer's leftovers are recognised by it.
+STAGING_MARK = ".partial"
+
+
+def staging_path(path: str | os.PathLike) -> Path:
+    """A new empty hidden file beside `path` with its extension (.NAME.XXXXXXXX.partial.EXT) -> its path.
+
+    Made with mode 0666 so the umask applies as to any `open` (tempfile.mkstemp's 0600 would survive the
+    rename and hide results from other users and web servers). Writers pick the format by extension.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = p.with_name(f".{p.stem}.{secrets.token_hex(4)}{STAGING_MARK}{p.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 @contextmanager
 def _atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """A temp file beside `path` (same extension) that replaces `path` only when the block succeeds."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix)
-    os.close(fd)
+    tmp = staging_path(path)
     try:
-        yield tmp
-        os.replace(tmp, p)
+        yield str(tmp)
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_finite(path: str | os.PathLike, wave: np.ndarray) -> None:
+    """Refuse audio with NaN/inf samples, naming the file it was meant for."""
+    # NaN would be written as -32768 (full-scale noise); refusing keeps a broken result from looking like one.
+    if not np.all(np.isfinite(wave)):
+        bad = int(np.count_nonzero(~np.isfinite(wave)))
+        raise Action2SoundError(f"{os.fspath(path)}: the audio holds {bad} NaN/inf samples, so it was not written; "
+                                "the generation diverged (try fewer --steps, fp32 precision or other guidance)")
 
 
 @contextmanager
@@ -520,7 +547,9 @@ def write_audio(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> 
     if ext not in AUDIO_WRITE_EXTENSIONS:
         raise Action2SoundError(f"{os.fspath(path)}: can only write {' or '.join(AUDIO_WRITE_EXTENSIONS)}; "
                                 "change the extension")
-    wave = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
+    wave = np.asarray(wave, dtype=np.float32)
+    check_finite(path, wave)
+    wave = np.clip(wave, -1.0, 1.0)
     with _atomic_path(path) as tmp:
         soundfile.write(tmp, wave, int(sample_rate), subtype="PCM_16", format=ext[1:].upper())
 
@@ -571,6 +600,7 @@ def _check_wave(path, wave: np.ndarray) -> np.ndarray:
     if wave.ndim != 1:
         raise Action2SoundError(f"{os.fspath(path)}: audio must be mono [samples], got shape {wave.shape}; "
                                 "average the channels first")
+    check_finite(path, wave)
     return np.clip(wave, -1.0, 1.0)
 
 

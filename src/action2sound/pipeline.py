@@ -21,10 +21,12 @@ as `media.mux_audio` measures it, so the muxed track ends with the picture.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -78,35 +80,105 @@ class GenerateOptions:
     # AVX512-BF16 the universal HiFi-GAN takes half the time, at about -27 dB of added error.
     precision: str = "fp32"
 
+    def __post_init__(self) -> None:
+        """Check what needs no model: types, finiteness and ranges (one error naming the option)."""
+        _check_int("seed", self.seed)
+        _check_int("batch_size", self.batch_size, low=1)
+        if self.steps is not None:
+            _check_int("steps", self.steps, low=1)
+        for name in ("ambient_offset", "overlap", "quiet_quantile", "video_guidance", "audio_guidance"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_number(name, value)
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise _option_error("sampler", self.sampler, f"one of {', '.join(SAMPLERS)}")
+        if self.ambient_offset < 0:
+            raise _option_error("ambient_offset", self.ambient_offset, "at least 0 (seconds into the --ambient file)")
+        if self.overlap < 0:
+            raise _option_error("overlap", self.overlap, "at least 0 seconds")
+        if not 0.0 < self.quiet_quantile <= 1.0:
+            raise _option_error("quiet_quantile", self.quiet_quantile, "in (0, 1]")
+        if self.precision not in PRECISIONS:
+            raise _option_error("precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        if not str(self.ambient):
+            raise Action2SoundError(f"ambient is empty; use {', '.join(AMBIENT_MODES)} or a file path (--ambient)")
+
     def resolved(self, preset: Preset) -> GenerateOptions:
-        """These options with the preset's defaults filled in and every value checked."""
+        """These options with the preset's defaults filled in and the model-dependent limits checked.
+
+        An --ambient file is checked here too, before any work: it must exist and hold sound past the offset
+        (an offset past its end would condition on silence); less than one model window left is a warning.
+        """
         d = preset.diffusion
         o = replace(
             self,
-            steps=d.sample_steps if self.steps is None else int(self.steps),
+            steps=d.sample_steps if self.steps is None else self.steps,
             sampler=d.sampler if self.sampler is None else self.sampler,
             video_guidance=d.guidance_scale if self.video_guidance is None else float(self.video_guidance),
             audio_guidance=1.0 if self.audio_guidance is None else float(self.audio_guidance),
         )
-        if o.sampler not in SAMPLERS:
-            raise Action2SoundError(f"unknown sampler {o.sampler!r}; use one of {', '.join(SAMPLERS)}")
-        if o.steps < 1:
-            raise Action2SoundError(f"steps must be at least 1, got {o.steps}")
-        if o.batch_size < 1:
-            raise Action2SoundError(f"batch size must be at least 1, got {o.batch_size}")
-        if o.overlap < 0 or o.ambient_offset < 0:
-            raise Action2SoundError(f"overlap and ambient offset must be >= 0, got {o.overlap} and {o.ambient_offset}")
-        if not 0.0 < o.quiet_quantile <= 1.0:
-            raise Action2SoundError(f"quiet quantile must be in (0, 1], got {o.quiet_quantile}")
+        if o.steps > d.num_train_timesteps:
+            raise _option_error("steps", o.steps, f"at most {d.num_train_timesteps} (the model's noise schedule "
+                                "has that many steps)")
         window = preset.audio.num_samples / preset.audio.sample_rate
         if o.overlap > window / 3:
-            raise Action2SoundError(f"overlap {o.overlap} s is more than a third of the {window:.2f} s model window; "
-                                    "use a smaller --overlap")
-        if o.precision not in PRECISIONS:
-            raise Action2SoundError(f"unknown precision {o.precision!r}; use one of {', '.join(PRECISIONS)}")
-        if not str(o.ambient):
-            raise Action2SoundError(f"ambient is empty; use {', '.join(AMBIENT_MODES)} or a file path")
+            raise _option_error("overlap", o.overlap, f"at most a third of the {window:.2f} s model window "
+                                f"({window / 3:.2f} s)")
+        if ambient_mode(str(o.ambient)) == "file":
+            _check_ambient_file(Path(o.ambient), o.ambient_offset, window)
         return o
+
+
+def _option_error(name: str, value: Any, need: str) -> Action2SoundError:
+    return Action2SoundError(f"{name} must be {need}, got {value!r} (--{name.replace('_', '-')})")
+
+
+def _check_int(name: str, value: Any, low: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _option_error(name, value, "a whole number")
+    if low is not None and value < low:
+        raise _option_error(name, value, f"at least {low}")
+
+
+def _check_number(name: str, value: Any) -> None:
+    # NaN slips through every comparison (NaN < 0 is False) and ends as a wav of -32768 samples.
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise _option_error(name, value, "a finite number")
+
+
+def _check_ambient_file(path: Path, offset: float, window: float) -> None:
+    """An --ambient FILE exists, has sound, and lasts past `offset`; a warning (once per file and offset) when
+    less than `window` s is left."""
+    try:
+        st = path.stat()
+    except OSError:
+        raise Action2SoundError(f"--ambient {path}: no such file, and not one of {', '.join(AMBIENT_MODES)}; "
+                                "pass an audio or video file") from None
+    duration = _sound_duration(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if duration is None:
+        raise Action2SoundError(f"--ambient {path}: has no audio stream; pass a file with sound")
+    if offset >= duration:
+        raise Action2SoundError(f"--ambient-offset {offset:g} s is past the end of {path} ({duration:.2f} s), so "
+                                f"the condition would be silence; use an offset below {duration:.2f}")
+    key = (str(path.resolve()), st.st_mtime_ns, offset, window)
+    if duration - offset < window and key not in _WARNED_SHORT:
+        # Once: resolved() runs for every batch, and samplers reset the warnings registry.
+        _WARNED_SHORT.add(key)
+        warnings.warn(f"--ambient {path}: only {duration - offset:.2f} s of sound from {offset:g} s, shorter than "
+                      f"one {window:.2f} s model window; the rest of the condition is silence", stacklevel=3)
+
+
+_WARNED_SHORT: set[tuple] = set()
+
+
+@functools.lru_cache(maxsize=64)
+def _sound_duration(path: str, mtime_ns: int, size: int) -> float | None:
+    """Seconds of a media file (None: it has no audio), cached per version of the file."""
+    info = media.probe(path)
+    if not info.has_audio:
+        return None
+    return info.duration or media.read_audio_file(path, 8000).size / 8000  # 0: the header does not say
 
 
 # ============================================================================================== windows
@@ -259,8 +331,12 @@ class GenerationResult:
 
     def save(self, out_dir: str | os.PathLike, name: str | None = None, format: str = "wav",
              keep_original_audio: str = "replace", image: bool = True, container: str = "mp4") -> dict[str, Path]:
-        """Write NAME.wav|flac, NAME.mp4|mkv (the video with this track), NAME.png and NAME.json (last) -> paths.
+        """Write the set NAME.wav|flac, NAME.mp4|mkv (the video with this track), NAME.png, NAME.json -> paths.
 
+        The set is replaced as a whole: every file is written to a hidden temp name in out_dir first, then the
+        old NAME.json is removed, the others renamed, and the new NAME.json (which records each file's size and
+        sha256) renamed last. A failure while writing leaves the old set as it was; a kill while renaming
+        leaves a set without its record, which `record_is_complete` (and so a rerun) treats as not done.
         The video stream is copied into `container` when it takes it, else re-encoded (`media.plan_mux`).
         """
         if format not in AUDIO_FORMATS:
@@ -271,34 +347,142 @@ class GenerationResult:
         if f".{container}" not in media.MUX_CONTAINERS:
             raise Action2SoundError(f"unknown container {container!r}; use one of "
                                     f"{', '.join(e[1:] for e in media.MUX_CONTAINERS)}")
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = prepare_output_folder(out_dir)
         name = name or (self.video.stem if self.video is not None else "generated")
         t0 = time.perf_counter()
-        paths = {"audio": out / f"{name}.{format}"}
-        media.write_audio(paths["audio"], self.audio, self.sample_rate)
-        if self.video is not None:
-            paths["video"] = out / f"{name}.{container}"
-            mux = media.mux_audio(self.video, self.audio, self.sample_rate, paths["video"], keep_original_audio)
-            if image:
-                paths["image"] = out / f"{name}.png"
-                render_png(paths["image"], self.video, self.audio, self.sample_rate,
+        paths = output_paths(out, name, format, container if self.video is not None else None,
+                             image and self.video is not None)
+        media.check_finite(paths["audio"], self.audio)
+        staged: dict[str, Path] = {}
+        try:
+            staged["audio"] = media.staging_path(paths["audio"])
+            media.write_audio(staged["audio"], self.audio, self.sample_rate)
+            if "video" in paths:
+                staged["video"] = media.staging_path(paths["video"])
+                mux = media.mux_audio(self.video, self.audio, self.sample_rate, staged["video"], keep_original_audio)
+            if "image" in paths:
+                staged["image"] = media.staging_path(paths["image"])
+                render_png(staged["image"], self.video, self.audio, self.sample_rate,
                            profile=self.metadata.get("model", {}).get("profile", "universal22k"),
                            seams=[w["crossfade_centre"] for w in self.metadata.get("windows", [])[1:]],
                            title=f"{self.video.name}: ambient {self.metadata['settings']['ambient']}")
-        meta = json.loads(json.dumps(self.metadata))  # a deep copy, JSON-clean
-        meta["outputs"] = {k: p.name for k, p in paths.items()}
-        meta["settings"]["format"] = format
-        meta["settings"]["keep_original_audio"] = keep_original_audio
-        meta["settings"]["container"] = container
-        if self.video is not None:
-            meta["mux"] = mux.record()
-        meta["timings"]["save"] = round(time.perf_counter() - t0, 4)
-        paths["json"] = out / f"{name}.json"
-        tmp = paths["json"].with_name(f".{paths['json'].name}.partial")
-        tmp.write_text(json.dumps(meta, indent=1) + "\n")
-        tmp.replace(paths["json"])  # last: a NAME.json means every output of NAME is complete
+            meta = json.loads(json.dumps(self.metadata))  # a deep copy, JSON-clean
+            meta["name"] = name
+            meta["outputs"] = {k: p.name for k, p in paths.items()}
+            meta["files"] = {paths[k].name: _file_record(tmp) for k, tmp in staged.items()}
+            meta["settings"]["format"] = format
+            meta["settings"]["keep_original_audio"] = keep_original_audio
+            meta["settings"]["container"] = container
+            if "video" in paths:
+                meta["mux"] = mux.record()
+            meta["timings"]["save"] = round(time.perf_counter() - t0, 4)
+            staged["json"] = media.staging_path(paths["json"])
+            staged["json"].write_text(json.dumps(meta, indent=1) + "\n")
+            old = _recorded_outputs(paths["json"])
+            # From here until the last rename the set has no record: a kill leaves it "not done", never mixed.
+            paths["json"].unlink(missing_ok=True)
+            for kind in ("audio", "video", "image", "json"):  # the record last
+                if kind in staged:
+                    os.replace(staged.pop(kind), paths[kind])
+        except Action2SoundError as err:  # name the files the user will look for, not the temp names
+            message = str(err)
+            for kind, tmp in staged.items():
+                message = message.replace(str(tmp), str(paths[kind]))
+            raise Action2SoundError(message) from None
+        finally:
+            for tmp in staged.values():  # what was not renamed (a failure on the way)
+                tmp.unlink(missing_ok=True)
+        for stale in old - {p.name for p in paths.values()}:  # the old set's other files (another format)
+            (out / stale).unlink(missing_ok=True)
         return paths
+
+
+def output_paths(out: Path, name: str, format: str = "wav", container: str | None = "mp4",
+                 image: bool = True) -> dict[str, Path]:
+    """The files of one output set: audio, video (container None: none), image, json (the record)."""
+    paths = {"audio": out / f"{name}.{format}"}
+    if container is not None:
+        paths["video"] = out / f"{name}.{container}"
+        if image:
+            paths["image"] = out / f"{name}.png"
+    paths["json"] = out / f"{name}.json"
+    return paths
+
+
+def prepare_output_folder(out_dir: str | os.PathLike) -> Path:
+    """Make the output folder (with its parents) and check that files can be created in it -> its path.
+
+    Called before any model work, so a bad --out costs nothing (not a traceback after the compute).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise Action2SoundError(f"--out {out}: is a file, not a folder; choose a folder (it is made when missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = media.staging_path(out / "write-test")
+        probe.unlink()
+    except OSError as err:
+        raise Action2SoundError(f"--out {out}: cannot write there ({err.strerror or err}); choose a folder you "
+                                "can write to") from None
+    return out
+
+
+def record_is_complete(record: str | os.PathLike) -> dict[str, Any] | None:
+    """The metadata of a NAME.json whose files are all present with the sizes and sha256 it records, else None.
+
+    A record without the `files` table (older versions) is not trusted: its set is redone.
+    """
+    record = Path(record)
+    try:
+        meta = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None  # missing or unreadable
+    files = meta.get("files") if isinstance(meta, dict) else None
+    if not isinstance(files, dict) or not files:
+        return None
+    for fname, want in files.items():
+        f = record.parent / fname
+        try:
+            if f.stat().st_size != want.get("size") or _file_record(f)["sha256"] != want.get("sha256"):
+                return None
+        except (OSError, AttributeError):
+            return None
+    return meta
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _recorded_outputs(record: Path) -> set[str]:
+    """File names an existing NAME.json lists as its outputs (empty when there is none or it is unreadable)."""
+    try:
+        outputs = json.loads(record.read_text()).get("outputs", {})
+        return {n for n in outputs.values() if isinstance(n, str) and n == Path(n).name}
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def remove_leftovers(out: Path, names: Sequence[str]) -> list[Path]:
+    """Delete the staged files a killed `save` of one of `names` left in `out` -> the files deleted.
+
+    Staged names are .NAME.XXXXXXXX.partial.EXT (`media.staging_path`), or a stage of one of those.
+    """
+    mark = re.escape(media.STAGING_MARK)
+    staged = re.compile(rf"\.+(.+?)\.[0-9a-f]{{8}}{mark}(?:\.[0-9a-f]{{8}}{mark})?\.[A-Za-z0-9]+")
+    wanted, removed = set(names), []
+    if not out.is_dir():
+        return removed
+    for entry in os.scandir(out):
+        m = staged.fullmatch(entry.name)
+        if m and m.group(1) in wanted and entry.is_file():
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return removed
 
 
 @dataclass
@@ -385,6 +569,16 @@ class Pipeline:
             results[job.slot] = self._finish(job, opts)
         return results  # type: ignore[return-value]
 
+    def _windows(self, duration: float, opts: GenerateOptions) -> tuple[int, list[int]]:
+        """Output samples of a video of `duration` s and the first sample of each model window."""
+        p = self.preset.audio
+        total = int(round(duration * p.sample_rate))
+        return total, plan_windows(total, window_length(self.preset), int(round(opts.overlap * p.sample_rate)))
+
+    def count_windows(self, video: str | os.PathLike, options: GenerateOptions = GenerateOptions()) -> int:
+        """How many model windows generate() samples for `video` (what its progress counts)."""
+        return len(self._windows(media.video_duration(video), options)[1])
+
     # ------------------------------------------------------------------------------------------- step 1-2
     @torch.no_grad()
     def _read_and_encode(self, slot: int, path: Path, opts: GenerateOptions) -> _Job:
@@ -398,10 +592,7 @@ class Pipeline:
             duration = media.video_duration(path)
             if duration <= 0:
                 raise Action2SoundError(f"{path}: its video stream has no duration; re-export the video")
-        length = window_length(self.preset)
-        overlap = int(round(opts.overlap * p.sample_rate))
-        total = int(round(duration * p.sample_rate))
-        starts = plan_windows(total, length, overlap)
+        total, starts = self._windows(duration, opts)
         tokens, embs = [], []
         for chunk in _batched(starts, opts.batch_size):
             # Each window's frames spread over the model's clip length from its first output sample, as training
