@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,8 @@ def read_weights(path: str | os.PathLike, component: str | None = None,
     return tensors, preset
 
 
-def load_state_strict(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
-    """Copy `tensors` into `module` (cast to each parameter's dtype); any key or shape mismatch is an error."""
-    own = module.state_dict()
+def _check_keys(module: torch.nn.Module, own: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor],
+                source: str) -> None:
     missing = sorted(set(own) - set(tensors))
     extra = sorted(set(tensors) - set(own))
     if missing or extra:
@@ -109,7 +109,40 @@ def load_state_strict(module: torch.nn.Module, tensors: Mapping[str, torch.Tenso
         if tuple(t.shape) != tuple(own[name].shape):
             raise Action2SoundError(f"{source}: key {name!r} has shape {list(t.shape)}, the model expects "
                                     f"{list(own[name].shape)}; was it written for another preset?")
+
+
+def load_state_strict(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    """Copy `tensors` into `module` (cast to each parameter's dtype); any key or shape mismatch is an error.
+
+    A module built by `build_component(..., meta=True)` has no parameter memory yet: the tensors become its
+    parameters (assigned, cast only where the dtype differs), so loading costs no second copy of the weights.
+    """
+    own = module.state_dict()
+    _check_keys(module, own, tensors, source)
+    if any(t.is_meta for t in own.values()):
+        module.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True, assign=True)
+        _check_materialised(module, source)
+        return
     module.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True)
+
+
+def _check_materialised(module: torch.nn.Module, source: str) -> None:
+    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left:
+        raise Action2SoundError(f"{source}: loading left {len(left)} tensor(s) of {type(module).__name__} "
+                                f"unset, first {left[:3]}; a module built on the meta device needs all its weights")
+
+
+def _assign_owned(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """`load_state_strict` into a meta-built module, consuming `tensors`: each one is cast (where its dtype
+    differs) and dropped from the dict as it goes, so an fp16 file never coexists whole with its fp32 copy."""
+    own = module.state_dict()
+    _check_keys(module, own, tensors, source)
+    state = {}
+    for name in list(tensors):
+        state[name] = tensors.pop(name).to(own[name].dtype)
+    module.load_state_dict(state, strict=True, assign=True)
+    _check_materialised(module, source)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -122,8 +155,36 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 # ------------------------------------------------------------------------------------------- building modules
-def build_component(component: str, preset: Preset) -> torch.nn.Module:
-    """A freshly initialised module of one component for a preset (the shapes a weights file must match)."""
+@contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Modules built inside get their parameters on the meta device: no memory, no initialisation work.
+
+    Buffers stay real, so those computed at construction and never saved (the ldm's noise schedule) keep their
+    values; the parameters come later from a weights file (`load_state_strict` assigns them). Plain
+    `torch.device("meta")` would also put those computed buffers on meta, with no file to restore them from.
+    """
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None and not param.is_meta:
+            module._parameters[name] = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+
+    torch.nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register
+
+
+def build_component(component: str, preset: Preset, meta: bool = False) -> torch.nn.Module:
+    """A freshly initialised module of one component for a preset (the shapes a weights file must match).
+
+    meta: parameters on the meta device (see `parameters_on_meta`), to be loaded with `load_state_strict`.
+    """
+    if meta:
+        with parameters_on_meta():
+            return build_component(component, preset)
     if component == "av":
         from .models.av import AVModel
 
@@ -147,8 +208,10 @@ def load_component(path: str | os.PathLike, component: str, device: str | torch.
                    preset: Preset | None = None) -> tuple[torch.nn.Module, Preset]:
     """Build a component from a weights file's own config and load it strictly -> (module in eval mode, preset)."""
     tensors, stored = read_weights(path, component)
-    module = build_component(component, preset or stored)
-    load_state_strict(module, tensors, str(path))
+    # Built on the meta device and given the file's tensors as its parameters: the peak is one copy of the
+    # weights (plus the buffers), not the random init + the file + a cast copy.
+    module = build_component(component, preset or stored, meta=True)
+    _assign_owned(module, tensors, str(path))
     return module.to(device).eval(), stored
 
 
@@ -259,7 +322,7 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, fp16: bool = 
         tensors, _ = loaded[name]
         # Check the weights against the merged preset before writing them: export never writes a model
         # directory that would not load.
-        load_state_strict(build_component(name, preset), tensors, str(found[name]))
+        load_state_strict(build_component(name, preset, meta=True), tensors, str(found[name]))
         target = out_dir / f"{name}.safetensors"
         save_weights(target, tensors, name, preset, dtype=dtype)
         files[name] = {"file": target.name, "sha256": file_sha256(target)}
