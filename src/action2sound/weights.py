@@ -55,12 +55,19 @@ def save_weights(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], c
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
     for name, t in tensors.items():
         t = t.detach().to("cpu")
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
-        # safetensors refuses tensors that share storage (tied weights, views): give each its own copy.
-        out[name] = t.contiguous().clone()
+        t = t.contiguous()
+        # safetensors refuses tensors that share storage (tied weights, views): those get their own copy; the
+        # rest are written as they are (a copy of every tensor would double the memory of a large model).
+        storage = t.untyped_storage()
+        if storage.data_ptr() in storages or storage.nbytes() != t.numel() * t.element_size():
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        out[name] = t
     meta = {"format": FORMAT, "component": component, "config": json.dumps(preset.to_dict(), sort_keys=True)}
     tmp = path.with_name(path.name + ".partial")
     save_file(out, str(tmp), metadata=meta)
@@ -72,13 +79,23 @@ def save_weights(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], c
 def read_weights(path: str | os.PathLike, component: str | None = None,
                  device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], Preset]:
     """Read a weights file written by `save_weights` -> (tensors by name, the preset it was built with)."""
+    return _read(path, component, device, tensors=True)
+
+
+def read_weights_preset(path: str | os.PathLike, component: str | None = None) -> Preset:
+    """The preset a weights file was built with, from its metadata alone (no tensor is read)."""
+    return _read(path, component, "cpu", tensors=False)[1]
+
+
+def _read(path: str | os.PathLike, component: str | None, device: str | torch.device,
+          tensors: bool) -> tuple[dict[str, torch.Tensor], Preset]:
     path = Path(path)
     if not path.is_file():
         raise Action2SoundError(f"weights file {path} not found; train or export the model first")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            out = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except (SafetensorError, OSError) as err:
         raise Action2SoundError(f"{path}: not a readable safetensors file ({err}); re-export it") from None
     if meta.get("format") != FORMAT or "config" not in meta:
@@ -90,7 +107,7 @@ def read_weights(path: str | os.PathLike, component: str | None = None,
         preset = preset_from_dict(json.loads(meta["config"]))
     except (ValueError, TypeError) as err:
         raise Action2SoundError(f"{path}: its config metadata does not match this version ({err})") from None
-    return tensors, preset
+    return out, preset
 
 
 def _check_keys(module: torch.nn.Module, own: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor],
@@ -311,20 +328,22 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, fp16: bool = 
         if found[need] is None:
             raise Action2SoundError(f"{run_dir}: no {need}/weights.safetensors; run `action2sound train {need}` "
                                     f"with --out {run_dir} first")
-    loaded = {s: read_weights(p, s) for s, p in found.items() if p is not None}
-    preset = merge_presets({s: pr for s, (_, pr) in loaded.items()})
+    # One component in memory at a time: the presets come from the files' metadata alone.
+    loaded = {s: p for s, p in found.items() if p is not None}
+    preset = merge_presets({s: read_weights_preset(p, s) for s, p in loaded.items()})
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if fp16 else None
     files: dict[str, dict[str, str]] = {}
     for name in ("av", "vae", "ldm", "vocoder"):
         if name not in loaded:
             continue
-        tensors, _ = loaded[name]
+        tensors, _ = read_weights(loaded[name], name)
         # Check the weights against the merged preset before writing them: export never writes a model
         # directory that would not load.
         load_state_strict(build_component(name, preset, meta=True), tensors, str(found[name]))
         target = out_dir / f"{name}.safetensors"
         save_weights(target, tensors, name, preset, dtype=dtype)
+        del tensors
         files[name] = {"file": target.name, "sha256": file_sha256(target)}
     if "vocoder" in loaded:
         vocoder = {"kind": "file", "file": "vocoder.safetensors"}
