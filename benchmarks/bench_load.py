@@ -2,8 +2,9 @@
 
 `make` writes a model directory of a preset with random weights (each stage built, saved to a run folder and
 freed in turn, then `weights.export`), the way `train` + `export` make one; `load` loads it with
-`weights.load_model_dir` (hashes checked, as the pipeline does) and prints the weights' size, the loaded
-parameters' size and the process's peak RSS. Run `load` under `/usr/bin/time -v` for the outside view;
+`weights.load_model_dir` (hashes checked, as the pipeline does), reads every weight once (so that weights
+still in the file's pages count) and prints the weights' size, the loaded parameters' size and the peak RSS. Run
+`load` under `/usr/bin/time -v` for the outside view;
 point PYTHONPATH at another checkout to measure its loading code on the same directory.
 
     .venv/bin/python benchmarks/bench_load.py make /tmp/paper_model --preset paper    # 4.6 GB (fp32)
@@ -53,11 +54,16 @@ def load(folder: Path) -> None:
     md = load_model_dir(folder)
     seconds = time.perf_counter() - t0
     modules = [m for m in (md.av, md.vae, md.ldm, md.vocoder) if m is not None]
+    # Read every weight once, as the first inference does: weights that still lie in the file's pages (read
+    # lazily) count in the resident set from here on, so the peak below is the loaded model's real footprint.
+    with torch.no_grad():
+        checksum = sum(float(t.float().sum()) if t.numel() < 1 << 20 else float(t.sum(dtype=torch.float64))
+                       for m in modules for t in m.state_dict().values() if t.is_floating_point())
     params = sum(t.numel() * t.element_size() for m in modules for t in m.state_dict().values())
     size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
     peak = peak_rss_bytes()
     print(f"{folder}: {size / 1e9:.3f} GB of weights files, {params / 1e9:.3f} GB of loaded weights "
-          f"({md.preset.name} preset); loaded in {seconds:.1f} s")
+          f"({md.preset.name} preset); loaded in {seconds:.1f} s; checksum {checksum:.6g}")
     print(f"peak RSS {peak / 1e9:.3f} GB ({peak / params:.2f}x the loaded weights); "
           f"{before / 1e9:.3f} GB before loading (python + torch + imports)")
 

@@ -90,8 +90,13 @@ def main() -> None:
     ap.add_argument("folder", type=Path, help="a folder of recordings (flac / wav / ogg / mp3)")
     ap.add_argument("--clips", type=int, default=24, help="recordings to use (default 24)")
     ap.add_argument("--batch", type=int, default=4, help="clips per vocoder call in the batched timing (default 4)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats; the minimum is reported (default 3)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats; the minimum is reported (default 3; 0: no timing)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--profile", action="store_true",
+                    help="first print where the unchanged vocoder's time goes on one clip (torch profiler, by op "
+                         "and shape: each resblock conv is one line per stage and kernel)")
+    ap.add_argument("--variants", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
+                    help="inference_vocoder precisions to compare (default both)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,10 +105,17 @@ def main() -> None:
     names, truth = read_clips(args.folder, args.clips)
     mels = torch.from_numpy(np.stack([mel_to_vocoder_input(crop_frames(wave_to_mel(w, p), p), p) for w in truth]))
     reference = load_universal_hifigan()
-    variants = {"fp32 channels-last": inference_vocoder(load_universal_hifigan(), "fp32"),
-                "bf16 channels-last": inference_vocoder(load_universal_hifigan(), "bf16")}
+    variants = {f"{v} channels-last": inference_vocoder(load_universal_hifigan(), v) for v in args.variants}
     print(f"{len(names)} recordings from {args.folder.name}/ (3 s crops at {p.sample_rate} Hz), torch threads "
           f"{torch.get_num_threads()}, bf16 native: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        run(reference, mels[:1], 1)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            run(reference, mels[:1], 1)
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=20))
 
     ref_out = run(reference, mels, args.batch)
     n = ref_out.shape[1]
@@ -119,12 +131,14 @@ def main() -> None:
         dist = np.mean([mr_stft_distance(o, r) for o, r in zip(out, ref_out)])
         emb = ref_emb if gen is reference else np.concatenate(embed_waves(embedder, list(out), p.sample_rate))
         err_db = 10 * np.log10(np.mean((out - ref_out) ** 2) / np.mean(ref_out ** 2) + 1e-30)
-        t1 = seconds(gen, one, args.repeats)
-        tb = seconds(gen, many, args.repeats) / len(many)
-        load = os.getloadavg()[0]
-        print(f"{name:20s} vs unchanged: MR-STFT {dist:.4f}, aisfx FAD {fad(ref_emb, emb):.5f}, wave error "
-              f"{err_db:.1f} dB | {t1:.2f} s per 3 s clip at batch 1, {tb:.2f} s per clip at batch {len(many)} "
-              f"(load average {load:.1f})", flush=True)
+        line = (f"{name:20s} vs unchanged: MR-STFT {dist:.4f}, aisfx FAD {fad(ref_emb, emb):.5f}, wave error "
+                f"{err_db:.1f} dB")
+        if args.repeats:
+            t1 = seconds(gen, one, args.repeats)
+            tb = seconds(gen, many, args.repeats) / len(many)
+            line += (f" | {t1:.2f} s per 3 s clip at batch 1, {tb:.2f} s per clip at batch {len(many)} "
+                     f"(load average {os.getloadavg()[0]:.1f})")
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
