@@ -1,20 +1,25 @@
-"""The vocoder's speed-ups against the unchanged vocoder, on real recordings: distance, FAD and seconds.
+"""Ways to run the universal HiFi-GAN faster, against the unchanged vocoder, on real recordings.
 
 Each recording of a folder (e.g. Debian's sonic-pi-samples: `apt-get download sonic-pi-samples`, `dpkg-deb -x`,
 then `usr/share/sonic-pi/samples`) at least 3 s long gives one 3 s crop from its start, resampled to the
-universal22k profile's 22,050 Hz. Its ground-truth mel goes through the universal HiFi-GAN twice: unchanged
-(`load_universal_hifigan()`, fp32, the reference) and through `inference_vocoder(...)` at each precision. For
-each variant the script prints
+universal22k profile's 22,050 Hz. Its ground-truth mel goes through the universal HiFi-GAN unchanged
+(`load_universal_hifigan()`, fp32: the reference) and through each variant:
 
-- the multi-resolution STFT distance to the reference output (spectral convergence + log-magnitude L1, mean
-  of the FFT sizes 512 / 1024 / 2048, hop a quarter; the usual HiFi-GAN / Parallel WaveGAN definition), with
-  the reference's own distance to the recording beside it for scale;
-- the aisfx FAD (`evaluation.embedders.AisfxEmbedder`, `evaluation.fad`) of the variant's outputs against the
-  reference outputs, with the FAD of the recordings against the reference outputs for scale;
-- seconds per 3 s clip at batch 1 and per clip at batch `--batch` (minimum of `--repeats`), this process's
-  torch threads, and the load average beside it (the machine is shared).
+- `channels-last`: the same fp32 network on a [B, frames, n_mels]-laid input, so every Conv1d computes in
+  oneDNN's channels-last layout without reorders;
+- `bf16`: everything under bfloat16 autocast (what `--precision bf16` does to the vocoder);
+- `bf16-early`: only the first two upsampling stages' convolutions in bf16, the input convolution, the
+  residual stream and the late high-rate stages in fp32 (the part of the network where bf16 costs least).
 
-    .venv/bin/python benchmarks/bench_vocoder.py /tmp/sonic/usr/share/sonic-pi/samples --clips 24
+For each it prints the multi-resolution STFT distance to the reference output (spectral convergence +
+log-magnitude L1, mean of FFT sizes 512 / 1024 / 2048, hop a quarter; the HiFi-GAN / Parallel WaveGAN
+definition), with the reference's own distance to the recordings for scale; the aisfx FAD
+(`evaluation.embedders.AisfxEmbedder`, `evaluation.fad`) of its outputs against the reference outputs, with the
+FAD of the recordings against the reference outputs for scale; and the CPU seconds (all threads) and wall
+seconds per 3 s clip, the minimum of `--repeats`, with the load average (the machine may be shared: CPU
+seconds say what the work costs whoever else runs). `--profile` first prints where the reference's time goes.
+
+    .venv/bin/python benchmarks/bench_vocoder.py /tmp/sonic/usr/share/sonic-pi/samples --clips 20 --profile
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from action2sound import media
 from action2sound.config import UNIVERSAL22K_AUDIO
 from action2sound.evaluation.embedders import AisfxEmbedder, embed_waves
 from action2sound.evaluation.fad import fad
 from action2sound.mel import crop_frames, mel_to_vocoder_input, wave_to_mel
-from action2sound.models.vocoder import inference_vocoder, load_universal_hifigan, vocode
+from action2sound.models.vocoder import load_universal_hifigan, vocode
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
 RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop), window = n_fft
@@ -68,35 +74,79 @@ def read_clips(folder: Path, count: int) -> tuple[list[str], np.ndarray]:
     return names, np.stack(waves)
 
 
-def run(generator: torch.nn.Module, mels: torch.Tensor, batch: int) -> np.ndarray:
+def bf16_early(gen, log_mel: torch.Tensor) -> torch.Tensor:
+    """The universal HiFi-GAN's forward (SpeechT5HifiGan's) with stages 0-1 in bf16, all else fp32."""
+    c, nk = gen.config, gen.num_kernels
+    slope = c.leaky_relu_slope
+
+    def conv(m, x, bf16):
+        if not bf16:
+            return m(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return m(x).float()
+
+    h = gen.conv_pre(log_mel)
+    for i, up in enumerate(gen.upsampler):
+        h = conv(up, F.leaky_relu(h, slope), i < 2)
+        total = None
+        for block in gen.resblocks[i * nk:(i + 1) * nk]:
+            r = h
+            for c1, c2 in zip(block.convs1, block.convs2):
+                r = r + conv(c2, F.leaky_relu(conv(c1, F.leaky_relu(r, slope), i < 2), slope), i < 2)
+            total = r if total is None else total + r
+        h = total / nk
+    return torch.tanh(gen.conv_post(F.leaky_relu(h))).squeeze(1)  # HiFi-GAN's last slope is 0.01
+
+
+def variant(name: str, gen) -> torch.Tensor:
+    """log mel [B, n_mels, frames] -> wave [B, T] (fp32) through the named way of running `gen`."""
+    def call(log_mel: torch.Tensor) -> torch.Tensor:
+        if name == "unchanged":
+            return vocode(gen, log_mel)
+        if name == "channels-last":
+            return gen(log_mel.transpose(1, 2).contiguous())
+        if name == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return vocode(gen, log_mel).float()
+        if name == "bf16-early":
+            return bf16_early(gen, log_mel)
+        raise ValueError(name)
+    return call
+
+
+def run(call, mels: torch.Tensor, batch: int) -> np.ndarray:
     """Waves [N, frames * hop] of log mels [N, n_mels, frames], `batch` clips per call."""
     with torch.inference_mode():
-        return torch.cat([vocode(generator, mels[i:i + batch]).float() for i in range(0, len(mels), batch)]).numpy()
+        return torch.cat([call(mels[i:i + batch]).float() for i in range(0, len(mels), batch)]).numpy()
 
 
-def seconds(generator: torch.nn.Module, mels: torch.Tensor, repeats: int) -> float:
-    """Minimum over `repeats` of the seconds one call on `mels` takes (after one warm-up call)."""
-    run(generator, mels, len(mels))
-    times = []
+def seconds(call, mels: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """(CPU seconds, wall seconds), each the minimum over `repeats` calls on `mels` (after a warm-up call)."""
+    run(call, mels, len(mels))
+    cpu, wall = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(generator, mels, len(mels))
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        c0, t0 = time.process_time(), time.perf_counter()
+        run(call, mels, len(mels))
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return min(cpu), min(wall)
+
+
+VARIANTS = ("channels-last", "bf16", "bf16-early")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path, help="a folder of recordings (flac / wav / ogg / mp3)")
-    ap.add_argument("--clips", type=int, default=24, help="recordings to use (default 24)")
-    ap.add_argument("--batch", type=int, default=4, help="clips per vocoder call in the batched timing (default 4)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats; the minimum is reported (default 3; 0: no timing)")
+    ap.add_argument("--clips", type=int, default=20, help="recordings to use (default 20)")
+    ap.add_argument("--batch", type=int, default=4, help="clips per vocoder call (default 4)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed calls on one clip; the minimum is reported (default 3; 0: no timing)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     ap.add_argument("--profile", action="store_true",
                     help="first print where the unchanged vocoder's time goes on one clip (torch profiler, by op "
                          "and shape: each resblock conv is one line per stage and kernel)")
-    ap.add_argument("--variants", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
-                    help="inference_vocoder precisions to compare (default both)")
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,11 +154,10 @@ def main() -> None:
 
     names, truth = read_clips(args.folder, args.clips)
     mels = torch.from_numpy(np.stack([mel_to_vocoder_input(crop_frames(wave_to_mel(w, p), p), p) for w in truth]))
-    reference = load_universal_hifigan()
-    variants = {f"{v} channels-last": inference_vocoder(load_universal_hifigan(), v) for v in args.variants}
+    gen = load_universal_hifigan()
     print(f"{len(names)} recordings from {args.folder.name}/ (3 s crops at {p.sample_rate} Hz), torch threads "
-          f"{torch.get_num_threads()}, bf16 native: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
-
+          f"{torch.get_num_threads()}, oneDNN bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+    reference = variant("unchanged", gen)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -123,20 +172,19 @@ def main() -> None:
     ref_emb = np.concatenate(embed_waves(embedder, list(ref_out), p.sample_rate))
     truth_emb = np.concatenate(embed_waves(embedder, list(truth[:, :n]), p.sample_rate))
     to_truth = np.mean([mr_stft_distance(o, t[:n]) for o, t in zip(ref_out, truth)])
-    print(f"unchanged fp32 vocoder vs the recordings: MR-STFT {to_truth:.4f}, aisfx FAD {fad(truth_emb, ref_emb):.4f}")
+    print(f"unchanged (fp32) vs the recordings: MR-STFT {to_truth:.4f}, aisfx FAD {fad(truth_emb, ref_emb):.4f}")
 
-    one, many = mels[:1], mels[: args.batch]
-    for name, gen in {"unchanged fp32": reference, **variants}.items():
-        out = ref_out if gen is reference else run(gen, mels, args.batch)
+    for name in ("unchanged", *args.variants):
+        call = variant(name, gen)
+        out = ref_out if name == "unchanged" else run(call, mels, args.batch)
         dist = np.mean([mr_stft_distance(o, r) for o, r in zip(out, ref_out)])
-        emb = ref_emb if gen is reference else np.concatenate(embed_waves(embedder, list(out), p.sample_rate))
+        emb = ref_emb if name == "unchanged" else np.concatenate(embed_waves(embedder, list(out), p.sample_rate))
         err_db = 10 * np.log10(np.mean((out - ref_out) ** 2) / np.mean(ref_out ** 2) + 1e-30)
-        line = (f"{name:20s} vs unchanged: MR-STFT {dist:.4f}, aisfx FAD {fad(ref_emb, emb):.5f}, wave error "
+        line = (f"{name:14s} vs unchanged: MR-STFT {dist:.4f}, aisfx FAD {fad(ref_emb, emb):.4f}, wave error "
                 f"{err_db:.1f} dB")
         if args.repeats:
-            t1 = seconds(gen, one, args.repeats)
-            tb = seconds(gen, many, args.repeats) / len(many)
-            line += (f" | {t1:.2f} s per 3 s clip at batch 1, {tb:.2f} s per clip at batch {len(many)} "
+            cpu, wall = seconds(call, mels[:1], args.repeats)
+            line += (f" | per 3 s clip: {cpu:.2f} CPU s, {wall:.2f} s wall "
                      f"(load average {os.getloadavg()[0]:.1f})")
         print(line, flush=True)
 

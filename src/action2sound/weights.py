@@ -415,15 +415,12 @@ def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu", 
         raise Action2SoundError(f"{path}: unknown vocoder kind {kind!r}; one of {VOCODER_KINDS}")
     vocoder = None
     if "vocoder" in components:
-        from .models.vocoder import inference_vocoder, load_universal_hifigan
-
-        # Inference's vocoder: channels-last, bf16 on CPUs with native bf16 (models.vocoder.FastHifiGan).
         if kind == "file":
-            vocoder = inference_vocoder(load_component(path / vocoder_ref["file"], "vocoder", preset=preset)[0])
+            vocoder, _ = load_component(path / vocoder_ref["file"], "vocoder", device, preset=preset)
         elif kind == "universal-hifigan":
-            vocoder = inference_vocoder(load_universal_hifigan())
-        if vocoder is not None:
-            vocoder = vocoder.to(device).eval()
+            from .models.vocoder import load_universal_hifigan
+
+            vocoder = load_universal_hifigan().to(device).eval()
     return ModelDir(path=path, preset=preset, av=modules["av"], vae=modules["vae"], ldm=modules["ldm"],
                     vocoder=vocoder, vocoder_kind=kind)
 

@@ -66,51 +66,6 @@ def vocode(generator: SpeechT5HifiGan, log_mel: torch.Tensor) -> torch.Tensor:
     return generator(log_mel.transpose(1, 2))  # SpeechT5HifiGan takes [B, frames, n_mels]
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 convolutions natively on this CPU (AVX512-BF16 / AMX), i.e. faster than fp32."""
-    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-class FastHifiGan(SpeechT5HifiGan):
-    """SpeechT5HifiGan for inference: the same weights, state dict and call, computed faster on a CPU.
-
-    Two things make it faster, neither changes the weights:
-    - channels-last activations: the input is laid out [B, frames, n_mels] in memory, so that after the
-      generator's own transpose every Conv1d sees (and oneDNN keeps) the channels-last layout it computes in,
-      with no reorders between layers;
-    - `compute_dtype` (bfloat16 where the CPU has native bf16, see `inference_vocoder`): the convolutions run
-      under autocast in that dtype and the output is fp32. Its distance to the fp32 generator on real
-      recordings is measured by `benchmarks/bench_vocoder.py` (README, "Speed").
-    With gradients enabled, or off the CPU, it is the plain fp32 generator.
-    """
-
-    compute_dtype: torch.dtype | None = None
-
-    def forward(self, spectrogram: torch.Tensor, **kwargs) -> torch.Tensor:
-        """spectrogram [B, frames, n_mels] -> wave [B, frames * hop] (fp32)."""
-        x = spectrogram.contiguous()  # the generator's transpose then gives channels-last [B, n_mels, frames]
-        if self.compute_dtype is None or torch.is_grad_enabled() or x.device.type != "cpu":
-            return super().forward(x, **kwargs)
-        with torch.autocast("cpu", dtype=self.compute_dtype):
-            return super().forward(x, **kwargs).float()
-
-
-def inference_vocoder(generator: SpeechT5HifiGan, precision: str = "auto") -> FastHifiGan:
-    """The generator for fast inference: weight norm folded, eval mode, as a `FastHifiGan` sharing its weights.
-
-    precision: "auto" (bf16 on a CPU with native bf16, else fp32), "bf16" or "fp32".
-    """
-    if precision not in ("auto", "bf16", "fp32"):
-        raise Action2SoundError(f"vocoder precision must be auto, bf16 or fp32, got {precision!r}")
-    remove_weight_norm(generator)  # a no-op for the shipped and exported generators: their weights are folded
-    with torch.device("meta"):  # no memory, no init: the weights are the generator's own tensors
-        fast = FastHifiGan(generator.config)
-    fast.load_state_dict(generator.state_dict(), strict=True, assign=True)
-    bf16 = precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
-    fast.compute_dtype = torch.bfloat16 if bf16 else None
-    return fast.eval()
-
-
 def apply_weight_norm(module: nn.Module) -> nn.Module:
     """Weight-normalise every Conv1d / ConvTranspose1d in place, as HiFi-GAN trains its generator."""
     for m in module.modules():
