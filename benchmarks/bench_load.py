@@ -3,9 +3,9 @@
 `make` writes a model directory of a preset with random weights (each stage built, saved to a run folder and
 freed in turn, then `weights.export`), the way `train` + `export` make one; `load` loads it with
 `weights.load_model_dir` (hashes checked, as the pipeline does), reads every weight once (so that weights
-still in the file's pages count) and prints the weights' size, the loaded parameters' size and the peak RSS. Run
-`load` under `/usr/bin/time -v` for the outside view;
-point PYTHONPATH at another checkout to measure its loading code on the same directory.
+still in the file's pages count) and prints the weights' size, the loaded weights' size and the peak RSS.
+Run `load` under `/usr/bin/time -v` for the outside view; point PYTHONPATH at another checkout to measure its
+loading code on the same directory.
 
     .venv/bin/python benchmarks/bench_load.py make /tmp/paper_model --preset paper    # 4.6 GB (fp32)
     /usr/bin/time -v .venv/bin/python benchmarks/bench_load.py load /tmp/paper_model
