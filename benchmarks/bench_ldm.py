@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from action2sound.training.bench import bench_ldm, format_report
+from action2sound.training.bench import bench_ldm, check_report
 
 
 def main() -> None:
@@ -34,8 +34,11 @@ def main() -> None:
     reports = []
     for name in args.presets:
         r = bench_ldm(name, device=args.device, train_batch=args.train_batch, train_steps=args.train_steps,
-                      sample_batches=tuple(args.sample_batches), sample_steps=args.sample_steps, compile=args.compile)
-        print(format_report(r), flush=True)
+                      sample_batches=tuple(args.sample_batches), sample_steps=args.sample_steps, compile=args.compile,
+                      progress=lambda line: print(line, flush=True))
+        bad = check_report(r)  # the progress lines above were the report
+        if bad:
+            raise SystemExit(f"bench_ldm {name}: not positive and finite: {bad}")
         reports.append(r)
     if args.json:
         with open(args.json, "w") as f:

@@ -21,7 +21,8 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,19 @@ def save_weights(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], c
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
     for name, t in tensors.items():
         t = t.detach().to("cpu")
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
-        # safetensors refuses tensors that share storage (tied weights, views): give each its own copy.
-        out[name] = t.contiguous().clone()
+        t = t.contiguous()
+        # safetensors refuses tensors that share storage (tied weights, views): those get their own copy; the
+        # rest are written as they are (a copy of every tensor would double the memory of a large model).
+        storage = t.untyped_storage()
+        if storage.data_ptr() in storages or storage.nbytes() != t.numel() * t.element_size():
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        out[name] = t
     meta = {"format": FORMAT, "component": component, "config": json.dumps(preset.to_dict(), sort_keys=True)}
     tmp = path.with_name(path.name + ".partial")
     save_file(out, str(tmp), metadata=meta)
@@ -73,13 +81,23 @@ def save_weights(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], c
 def read_weights(path: str | os.PathLike, component: str | None = None,
                  device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], Preset]:
     """Read a weights file written by `save_weights` -> (tensors by name, the preset it was built with)."""
+    return _read(path, component, device, tensors=True)
+
+
+def read_weights_preset(path: str | os.PathLike, component: str | None = None) -> Preset:
+    """The preset a weights file was built with, from its metadata alone (no tensor is read)."""
+    return _read(path, component, "cpu", tensors=False)[1]
+
+
+def _read(path: str | os.PathLike, component: str | None, device: str | torch.device,
+          tensors: bool) -> tuple[dict[str, torch.Tensor], Preset]:
     path = Path(path)
     if not path.is_file():
         raise Action2SoundError(f"weights file {path} not found; train or export the model first")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            out = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except (SafetensorError, OSError) as err:
         raise Action2SoundError(f"{path}: not a readable safetensors file ({err}); re-export it") from None
     if meta.get("format") != FORMAT or "config" not in meta:
@@ -91,12 +109,11 @@ def read_weights(path: str | os.PathLike, component: str | None = None,
         preset = preset_from_dict(json.loads(meta["config"]))
     except (ValueError, TypeError) as err:
         raise Action2SoundError(f"{path}: its config metadata does not match this version ({err})") from None
-    return tensors, preset
+    return out, preset
 
 
-def load_state_strict(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
-    """Copy `tensors` into `module` (cast to each parameter's dtype); any key or shape mismatch is an error."""
-    own = module.state_dict()
+def _check_keys(module: torch.nn.Module, own: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor],
+                source: str) -> None:
     missing = sorted(set(own) - set(tensors))
     extra = sorted(set(tensors) - set(own))
     if missing or extra:
@@ -111,7 +128,40 @@ def load_state_strict(module: torch.nn.Module, tensors: Mapping[str, torch.Tenso
         if tuple(t.shape) != tuple(own[name].shape):
             raise Action2SoundError(f"{source}: key {name!r} has shape {list(t.shape)}, the model expects "
                                     f"{list(own[name].shape)}; was it written for another preset?")
+
+
+def load_state_strict(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    """Copy `tensors` into `module` (cast to each parameter's dtype); any key or shape mismatch is an error.
+
+    A module built by `build_component(..., meta=True)` has no parameter memory yet: the tensors become its
+    parameters (assigned, cast only where the dtype differs), so loading costs no second copy of the weights.
+    """
+    own = module.state_dict()
+    _check_keys(module, own, tensors, source)
+    if any(t.is_meta for t in own.values()):
+        module.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True, assign=True)
+        _check_materialised(module, source)
+        return
     module.load_state_dict({k: t.to(own[k].dtype) for k, t in tensors.items()}, strict=True)
+
+
+def _check_materialised(module: torch.nn.Module, source: str) -> None:
+    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left:
+        raise Action2SoundError(f"{source}: loading left {len(left)} tensor(s) of {type(module).__name__} "
+                                f"unset, first {left[:3]}; a module built on the meta device needs all its weights")
+
+
+def _assign_owned(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """`load_state_strict` into a meta-built module, consuming `tensors`: each one is cast (where its dtype
+    differs) and dropped from the dict as it goes, so an fp16 file never coexists whole with its fp32 copy."""
+    own = module.state_dict()
+    _check_keys(module, own, tensors, source)
+    state = {}
+    for name in list(tensors):
+        state[name] = tensors.pop(name).to(own[name].dtype)
+    module.load_state_dict(state, strict=True, assign=True)
+    _check_materialised(module, source)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -124,8 +174,36 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 # ------------------------------------------------------------------------------------------- building modules
-def build_component(component: str, preset: Preset) -> torch.nn.Module:
-    """A freshly initialised module of one component for a preset (the shapes a weights file must match)."""
+@contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Modules built inside get their parameters on the meta device: no memory, no initialisation work.
+
+    Buffers stay real, so those computed at construction and never saved (the ldm's noise schedule) keep their
+    values; the parameters come later from a weights file (`load_state_strict` assigns them). Plain
+    `torch.device("meta")` would also put those computed buffers on meta, with no file to restore them from.
+    """
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None and not param.is_meta:
+            module._parameters[name] = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+
+    torch.nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register
+
+
+def build_component(component: str, preset: Preset, meta: bool = False) -> torch.nn.Module:
+    """A freshly initialised module of one component for a preset (the shapes a weights file must match).
+
+    meta: parameters on the meta device (see `parameters_on_meta`), to be loaded with `load_state_strict`.
+    """
+    if meta:
+        with parameters_on_meta():
+            return build_component(component, preset)
     if component == "av":
         from .models.av import AVModel
 
@@ -149,8 +227,10 @@ def load_component(path: str | os.PathLike, component: str, device: str | torch.
                    preset: Preset | None = None) -> tuple[torch.nn.Module, Preset]:
     """Build a component from a weights file's own config and load it strictly -> (module in eval mode, preset)."""
     tensors, stored = read_weights(path, component)
-    module = build_component(component, preset or stored)
-    load_state_strict(module, tensors, str(path))
+    # Built on the meta device and given the file's tensors as its parameters: the peak is one copy of the
+    # weights (plus the buffers), not the random init + the file + a cast copy.
+    module = build_component(component, preset or stored, meta=True)
+    _assign_owned(module, tensors, str(path))
     return module.to(device).eval(), stored
 
 
@@ -246,20 +326,22 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, fp16: bool = 
         if found[need] is None:
             raise Action2SoundError(f"{run_dir}: no {need}/weights.safetensors; run `action2sound train {need}` "
                                     f"with --out {run_dir} first")
-    loaded = {s: read_weights(p, s) for s, p in found.items() if p is not None}
-    preset = merge_presets({s: pr for s, (_, pr) in loaded.items()})
+    # One component in memory at a time: the presets come from the files' metadata alone.
+    loaded = {s: p for s, p in found.items() if p is not None}
+    preset = merge_presets({s: read_weights_preset(p, s) for s, p in loaded.items()})
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if fp16 else None
     files: dict[str, dict[str, str]] = {}
     for name in ("av", "vae", "ldm", "vocoder"):
         if name not in loaded:
             continue
-        tensors, _ = loaded[name]
+        tensors, _ = read_weights(loaded[name], name)
         # Check the weights against the merged preset before writing them: export never writes a model
         # directory that would not load.
-        load_state_strict(build_component(name, preset), tensors, str(found[name]))
+        load_state_strict(build_component(name, preset, meta=True), tensors, str(found[name]))
         target = out_dir / f"{name}.safetensors"
         save_weights(target, tensors, name, preset, dtype=dtype)
+        del tensors
         files[name] = {"file": target.name, "sha256": file_sha256(target)}
     if "vocoder" in loaded:
         vocoder = {"kind": "file", "file": "vocoder.safetensors"}
