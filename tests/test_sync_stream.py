@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from action2sound.config import PRESETS, preset, preset_from_dict
-from action2sound.mel import wave_to_mel
 from action2sound.models.ldm import LatentDiffusion
 from action2sound.models.sync_stream import (SyncEncoder, column_period, column_times, frames_per_column,
                                              interpolation_matrix, offset_from_scores, sync_frame_times)
+from sync_factory import toy_clips, trained_toy_encoder
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "src" / "action2sound" / "default_model"
 
@@ -79,44 +79,10 @@ def test_shifting_the_video_by_k_frames_shifts_the_features_by_k_over_r_columns(
 
 
 # ------------------------------------------------------------------------------------------------ toy clips
-def toy_clips(p, n: int, seed: int, delay_s: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """n clips of 1-3 flashes (a bright square for 0.1 s) with a click at each flash, delayed by delay_s."""
-    rng = np.random.default_rng(seed)
-    times, s, sr = sync_frame_times(p), p.sync_stream.size, p.audio.sample_rate
-    frames = np.zeros((n, len(times), s, s, 3), np.uint8)
-    mels = []
-    for i in range(n):
-        wave = rng.normal(0, 1e-3, p.audio.num_samples).astype(np.float32)
-        for te in np.sort(rng.uniform(0.1, p.audio.duration - 0.2, rng.integers(1, 4))):
-            y, x = rng.integers(0, s // 2, 2)
-            frames[i, (times >= te) & (times < te + 0.1), y:y + s // 2, x:x + s // 2] = rng.integers(128, 256, 3)
-            j, m = int(round((te + delay_s) * sr)), int(0.04 * sr)
-            if 0 <= j < wave.size:
-                click = rng.normal(0, 0.5, m) * np.exp(-np.arange(m) / (0.008 * sr))
-                wave[j:j + m] += click[: wave.size - j]
-        mels.append(wave_to_mel(wave, p.audio))
-    return torch.from_numpy(frames), torch.from_numpy(np.stack(mels))
-
-
 @pytest.fixture(scope="module")
 def trained():
-    """A tiny sync encoder trained 60 steps on 48 toy clips (a few seconds on a CPU), with its losses."""
-    p = preset("tiny")
-    frames, mel = toy_clips(p, 48, seed=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        enc = SyncEncoder(p)
-    opt = torch.optim.AdamW(enc.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(60):
-        idx = torch.randint(0, len(frames), (8,), generator=g)
-        loss = enc.offset_loss(frames[idx], mel[idx], g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return p, enc.eval(), np.array(losses)
+    enc, losses = trained_toy_encoder()
+    return preset("tiny"), enc, losses
 
 
 def test_offset_loss_decreases_on_toy_clips(trained):

@@ -163,6 +163,7 @@ class SyncEncoder(nn.Module):
             raise ValueError(f"sync_stream.crop_columns + 2 x max_shift_columns must be <= the latent width {w}, "
                              f"got {cfg.crop_columns} + 2 x {cfg.max_shift_columns}; lower one of them")
         self.cfg = cfg
+        self.profile = preset.audio
         self.columns = w
         self.period = column_period(preset.audio, preset.vae.downsample)
         self.frame_times = sync_frame_times(preset)
