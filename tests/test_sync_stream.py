@@ -160,3 +160,61 @@ def test_the_embedded_default_model_still_builds_exactly_its_stored_weights():
         stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     built = {k: tuple(v.shape) for k, v in ldm.state_dict().items()}
     assert built == stored
+
+
+# ---------------------------------------------------------------------------------------------------- stage
+def test_delay_mel_moves_whole_columns_and_shifts_in_silence():
+    from action2sound.training.sync_encoder import delay_mel
+
+    mel = torch.arange(1.0, 25.0).view(1, 1, 24)
+    late = delay_mel(mel, 2, 4)
+    assert torch.equal(late[..., :8], torch.zeros(1, 1, 8)) and torch.equal(late[..., 8:], mel[..., :16])
+    assert torch.equal(delay_mel(mel, 0, 4), mel)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    from action2sound.data.benchmark import build_benchmark
+
+    root = tmp_path_factory.mktemp("bench")
+    build_benchmark(root, episodes=2, seed=0, size=32, episode_seconds=(12.0, 14.0), progress=False)
+    return root
+
+
+def test_sync_encoder_stage_trains_on_decoded_clips_and_reports_offsets(bench):
+    import lightning as L
+
+    from action2sound import media
+    from action2sound.training.data import StageData, load_clip_table, split_train_val
+    from action2sound.training.sync_encoder import KNOWN_SHIFT, SyncClipDataset, SyncEncoderStage
+
+    p = preset("tiny")
+    train_t, val_t = split_train_val(load_clip_table(bench / "all.tsv"))  # the second episode held out
+    assert len(train_t) and len(val_t)
+    train_set, val_set = SyncClipDataset(train_t, p, cache_bytes=1 << 26), SyncClipDataset(val_t, p)
+    item = train_set[(0, 0)]
+    clip = train_t[0]
+    n = len(sync_frame_times(p))
+    assert item["sync_frames"].shape == (n, p.sync_stream.size, p.sync_stream.size, 3)
+    assert item["mel"].shape == (p.audio.n_mels, p.audio.padded_frames)
+    expected = media.read_frames_at(clip.media_path, clip.media_start + sync_frame_times(p), size=p.sync_stream.size)
+    np.testing.assert_array_equal(item["sync_frames"], expected)
+
+    cfg = p.train.sync_encoder
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        stage = SyncEncoderStage(p, cfg, 0, len(train_set))
+    dm = StageData(train_set, val_set, 4, 3, val_batch_size=8)
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, max_epochs=-1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                        val_check_interval=3, check_val_every_n_epoch=None, num_sanity_val_steps=0)
+    trainer.fit(stage, datamodule=dm)
+    assert stage.batches_seen == 3
+    m = trainer.callback_metrics
+    assert 0.0 <= float(m["val/shift_accuracy"]) <= 1.0
+    assert float(m["val/clips"]) == len(val_set)
+    column_ms = stage.model.period * 1000
+    max_ms = p.sync_stream.max_shift_columns * column_ms
+    assert 0.0 <= float(m["val/offset_ms"]) <= max_ms
+    assert 0.0 <= float(m[f"val/offset_error_ms@+{KNOWN_SHIFT}"]) <= max_ms + KNOWN_SHIFT * column_ms
+    assert set(stage.export_tensors()) == set(SyncEncoder(p).state_dict())
