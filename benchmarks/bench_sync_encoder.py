@@ -53,8 +53,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     p = override(preset(args.preset), args.overrides)
-    table = load_clip_table(args.bench / "all.tsv")
-    train_t, test_t = table.split("train"), table.split("test")
+    train_t, test_t = load_clip_table(args.bench / "train.tsv"), load_clip_table(args.bench / "test.tsv")
     t0 = time.process_time()
     train_set = SyncClipDataset(train_t, p, cache_bytes=2 << 30)
     test_set = SyncClipDataset(test_t, p, cache_bytes=2 << 30)
