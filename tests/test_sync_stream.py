@@ -218,3 +218,17 @@ def test_sync_encoder_stage_trains_on_decoded_clips_and_reports_offsets(bench):
     assert 0.0 <= float(m["val/offset_ms"]) <= max_ms
     assert 0.0 <= float(m[f"val/offset_error_ms@+{KNOWN_SHIFT}"]) <= max_ms + KNOWN_SHIFT * column_ms
     assert set(stage.export_tensors()) == set(SyncEncoder(p).state_dict())
+
+
+def test_camera_compensation_removes_a_whole_pixel_pan():
+    from action2sound.models.sync_stream import camera_compensated_difference
+
+    scene = torch.rand(1, 1, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    prev = scene[..., 4:36, 4:36]
+    x = scene[..., 6:38, 3:35]  # the camera moved 2 px down and 1 px left
+    assert (x - prev).abs().sum() > 100  # the plain difference is all texture
+    assert camera_compensated_difference(x, prev).abs().sum() == 0  # nothing moved but the camera
+    hand = x.clone()
+    hand[..., 10:14, 10:14] = 1.0  # something moved in the scene as well
+    d = camera_compensated_difference(hand, prev)
+    assert d[..., 10:14, 10:14].abs().sum() > 0 and d[..., 20:, 20:].abs().sum() == 0

@@ -402,7 +402,7 @@ _SMALL = Preset(
         vae=StageTrainConfig(lr=3e-4, batch_size=16, epochs=20),
         vocoder=StageTrainConfig(lr=1e-4, betas=(0.8, 0.99), lr_decay=0.999, batch_size=8, epochs=5),
         ldm=StageTrainConfig(lr=2e-4, warmup_steps=500, batch_size=16, epochs=50, grad_clip=1.0, ema_decay=0.999),
-        sync_encoder=StageTrainConfig(lr=1e-3, batch_size=16, epochs=30, warmup_steps=50, grad_clip=1.0),
+        sync_encoder=StageTrainConfig(lr=3e-3, batch_size=16, epochs=40, warmup_steps=50, grad_clip=1.0),
     ),
     sync_stream=SyncStreamConfig(enabled=True, size=32, width=32, feature_dim=16),
 )

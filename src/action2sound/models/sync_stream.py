@@ -7,7 +7,8 @@ Foley and ThinkSound add Synchformer features per latent frame). Ours, small eno
 - time grid: a latent column j covers `downsample` mel frames; its centre time comes from the profile's hop
   and framing (`column_times`). Frames are read at r times the column rate (`frames_per_column`: the smallest
   r reaching SyncStreamConfig.fps), placed so that r frames fall inside each column (`sync_frame_times`);
-- video branch: each frame and its difference to the previous frame -> a small CNN -> two convolutions over
+- video branch: each frame and its difference to the previous frame (camera-compensated: moved by the
+  phase-correlation translation first) -> a small CNN -> two convolutions over
   time -> per-frame features [N, D_s] -> resampled to the column centres (linear interpolation, see
   `interpolation_matrix`) -> [W, D_s];
 - audio branch (for training and for measuring): the normalised mel and its rise -> convolutions over time ->
@@ -106,7 +107,7 @@ class VideoSyncBranch(nn.Module):
         super().__init__()
         w, k = cfg.width, cfg.temporal_kernel
         half = max(1, w // 2)
-        # Input: the frame (what moves) and its difference to the previous frame (when it moves).
+        # Input: the frame (what moves) and its camera-compensated difference to the previous one (when it moves).
         self.cnn = nn.Sequential(
             nn.Conv2d(6, half, 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(half, w, 3, stride=2, padding=1), nn.GELU(),
@@ -124,10 +125,36 @@ class VideoSyncBranch(nn.Module):
         b, n = frames.shape[:2]
         x = frames.permute(0, 1, 4, 2, 3).float() / 255.0  # [B, N, 3, S, S]
         prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)  # the first frame has no predecessor: no motion
-        h = self.cnn(torch.cat([x, x - prev], dim=2).flatten(0, 1))  # [B N, w, S/8, S/8]
+        h = self.cnn(torch.cat([x, camera_compensated_difference(x, prev)], dim=2).flatten(0, 1))  # [B N, w, .]
         h = self.frame_proj(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))  # [B N, w]
         h = self.temporal(h.view(b, n, -1).transpose(1, 2))  # [B, D_s, N]
         return h.transpose(1, 2)
+
+
+def camera_compensated_difference(x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    """x - prev after moving prev by the whole-pixel translation that best aligns it with x -> [B, N, 3, S, S].
+
+    A first-person camera drifts and shakes over textured surfaces: the plain difference of two frames is
+    mostly the picture moving, and the hand's contact drowns in it (the prototype of issue 10 compensated the
+    camera too). The translation is the peak of the phase correlation of the grey frames (Kuglin & Hines
+    1975); pixels that the translation brings in from outside the frame get no difference.
+    """
+    *lead, c, hgt, wid = x.shape
+    grey, grey_prev = x.mean(dim=-3), prev.mean(dim=-3)  # [B, N, S, S]
+    f1 = torch.fft.rfft2(grey - grey.mean(dim=(-2, -1), keepdim=True))
+    f0 = torch.fft.rfft2(grey_prev - grey_prev.mean(dim=(-2, -1), keepdim=True))
+    cross = f1 * f0.conj()
+    corr = torch.fft.irfft2(cross / (cross.abs() + 1e-9), s=(hgt, wid))  # peaks at d where x(p) = prev(p - d)
+    peak = corr.flatten(-2).argmax(dim=-1)
+    dy, dx = peak // wid, peak % wid
+    dy = torch.where(dy > hgt // 2, dy - hgt, dy)
+    dx = torch.where(dx > wid // 2, dx - wid, dx)
+    rows = torch.arange(hgt, device=x.device) - dy.unsqueeze(-1)  # [B, N, S]: source row of each row
+    cols = torch.arange(wid, device=x.device) - dx.unsqueeze(-1)
+    moved = torch.gather(prev, -2, (rows % hgt)[..., None, :, None].expand(*lead, c, hgt, wid))
+    moved = torch.gather(moved, -1, (cols % wid)[..., None, None, :].expand(*lead, c, hgt, wid))
+    inside = (((rows >= 0) & (rows < hgt))[..., :, None] & ((cols >= 0) & (cols < wid))[..., None, :])
+    return (x - moved) * inside.unsqueeze(-3).to(x.dtype)
 
 
 class AudioSyncBranch(nn.Module):
