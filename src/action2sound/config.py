@@ -217,6 +217,9 @@ class SyncStreamConfig:
     temporal_kernel: int = 5  # frames seen by each temporal convolution (two of them)
     # "channels": D_s zero-initialised extra UNet input channels ([D_s, F, W], the column's features repeated
     # over the mel bins); "film": a zero-initialised per-column scale and shift of the noisy latent's channels.
+    # Chosen by benchmarks/ablate_sync_injection.py (tiny preset, toy flashes, 300 steps, one seed): samples put
+    # the sound in the flash's own column with F1 0.65 (+-1 column: 0.89) with "channels", 0.07 with "film"
+    # and 0.07 without the stream.
     injection: str = "channels"
     # Offset contrast (SyncEncoder.offset_loss): candidate shifts of the audio, in latent columns, either side.
     max_shift_columns: int = 8
