@@ -7,10 +7,10 @@ Foley and ThinkSound add Synchformer features per latent frame). Ours, small eno
 - time grid: a latent column j covers `downsample` mel frames; its centre time comes from the profile's hop
   and framing (`column_times`). Frames are read at r times the column rate (`frames_per_column`: the smallest
   r reaching SyncStreamConfig.fps), placed so that r frames fall inside each column (`sync_frame_times`);
-- video branch: each frame and its difference to the previous frame (camera-compensated: moved by the
-  phase-correlation translation first) -> a small CNN -> two convolutions over
-  time -> per-frame features [N, D_s] -> resampled to the column centres (linear interpolation, see
-  `interpolation_matrix`) -> [W, D_s];
+- video branch: each frame and its difference to the previous frame (camera-compensated: the previous frame
+  moved by the phase-correlation translation first) -> a small CNN -> two convolutions over time -> per-frame
+  features [N, D_s] -> resampled to the column centres (linear interpolation, `interpolation_matrix`) ->
+  [W, D_s];
 - audio branch (for training and for measuring): the normalised mel and its rise -> convolutions over time ->
   max over the `downsample` mel frames of each column (the VAE's own grid) -> [W, D_s];
 - training (`SyncEncoder.offset_loss`): Synchformer-style offset contrast. The video of a crop of columns must
