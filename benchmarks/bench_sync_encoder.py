@@ -1,8 +1,8 @@
 """How well a briefly trained sync encoder measures audio-visual offsets on the benchmark, and at what CPU cost.
 
 Trains the sync stream's encoder (training/sync_encoder.py, offset contrast) on a benchmark's train clips for
-`--steps` batches, then, on its test clips (held-out episodes), moves the ground-truth audio by known delays and
-reports how well `SyncEncoder.estimate_offset` recovers them:
+`--steps` batches, then, on its test clips (held-out episodes), delays the ground-truth audio by known amounts
+(the episode's sound read from start - delay) and reports how well `SyncEncoder.estimate_offset` recovers them:
 
     .venv/bin/action2sound data benchmark bench/ --episodes 8 --seed 0 --size 64
     .venv/bin/python benchmarks/bench_sync_encoder.py bench/ --preset small --steps 300
@@ -32,13 +32,16 @@ from action2sound.training.sync_encoder import SyncClipDataset, SyncEncoderStage
 DELAYS_S = (-0.5, -0.3, 0.0, 0.3, 0.5)
 
 
-def delayed_mel(mel: torch.Tensor, delay_s: float, period: float, downsample: int) -> torch.Tensor:
-    """The mel [B, n_mels, frames] moved by delay_s (rounded to whole mel frames; silence shifted in)."""
-    k = int(round(delay_s / period * downsample))
-    if k == 0:
-        return mel
-    z = torch.zeros_like(mel[..., : abs(k)])
-    return torch.cat([z, mel[..., :-k]], -1) if k > 0 else torch.cat([mel[..., -k:], z], -1)
+def delayed_mels(table, p, delay_s: float) -> torch.Tensor:
+    """Normalised mels [B, n_mels, frames] of each clip's audio delay_s late: the episode's own sound from
+    start - delay_s (so the window holds real sound throughout, as a late soundtrack would)."""
+    from action2sound import media
+    from action2sound.mel import fit_wave, wave_to_mel
+
+    a = p.audio
+    mels = [wave_to_mel(fit_wave(media.read_audio(c.media_path, max(0.0, c.media_start - delay_s), c.duration,
+                                                  a.sample_rate), a), a) for c in table]
+    return torch.from_numpy(np.stack(mels))
 
 
 def main() -> None:
@@ -49,6 +52,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[], dest="overrides")
     ap.add_argument("--out", type=Path, default=None, help="write the numbers as JSON here")
+    ap.add_argument("--save", type=Path, default=None, help="save the trained encoder's state dict here")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -76,7 +80,10 @@ def main() -> None:
     trainer.fit(stage, datamodule=dm)
     train_cpu, train_wall = time.process_time() - t1, time.perf_counter() - w1
 
+    final_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
     enc = stage.model.eval()
+    if args.save:
+        torch.save(enc.state_dict(), args.save)
     period = enc.period
     duration = p.audio.duration
     # A clip carries timing only where a visible contact falls inside the estimator's centre crop.
@@ -86,13 +93,13 @@ def main() -> None:
     informative = np.array([any(lo <= t < hi for t in visible_contacts(e, duration)) for e in events])
     results: dict = {"preset": p.name, "steps": args.steps, "train_clips": len(train_set), "test_clips": len(test_set),
                      "test_clips_with_contacts": int(informative.sum()), "column_ms": period * 1000,
-                     "decode_cpu_s": decode_cpu, "train_cpu_s": train_cpu, "train_wall_s": train_wall,
+                     "decode_cpu_s": decode_cpu, "train_cpu_s": train_cpu, "final_train_loss": final_loss, "train_wall_s": train_wall,
                      "delays": {}}
     t2 = time.process_time()
     with torch.no_grad():
         for d in DELAYS_S:
-            est = enc.estimate_offset(test["sync_frames"],
-                                      delayed_mel(test["mel"], d, period, p.vae.downsample)).numpy()
+            mel = test["mel"] if d == 0.0 else delayed_mels(test_t, p, d)
+            est = enc.estimate_offset(test["sync_frames"], mel).numpy()
             err = np.abs(est - d)
             row = {}
             for name, m in (("all", np.ones_like(informative)), ("with_contacts", informative)):
