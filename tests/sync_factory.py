@@ -21,7 +21,7 @@ def toy_waves(p, n: int, seed: int, delay_s: float = 0.0) -> tuple[np.ndarray, n
     waves = np.zeros((n, p.audio.num_samples), np.float32)
     for i in range(n):
         waves[i] = rng.normal(0, 1e-3, p.audio.num_samples)
-        for te in np.sort(rng.uniform(0.1, p.audio.duration - 0.2, rng.integers(1, 4))):
+        for te in np.sort(rng.uniform(0.6, p.audio.duration - 0.6, rng.integers(1, 4))):
             y, x = rng.integers(0, s // 2, 2)
             frames[i, (times >= te) & (times < te + 0.1), y:y + s // 2, x:x + s // 2] = rng.integers(128, 256, 3)
             j, m = int(round((te + delay_s) * sr)), int(0.04 * sr)

@@ -221,10 +221,16 @@ class SyncStreamConfig:
     # the sound in the flash's own column with F1 0.65 (+-1 column: 0.89) with "channels", 0.07 with "film"
     # and 0.07 without the stream.
     injection: str = "channels"
-    # Offset contrast (SyncEncoder.offset_loss): candidate shifts of the audio, in latent columns, either side.
-    max_shift_columns: int = 8
+    # Offset contrast (SyncEncoder.offset_loss): candidate shifts of the audio, in latent columns, either side
+    # (+-557 ms for universal22k: the shift test's +-0.5 s fits).
+    max_shift_columns: int = 6
     # Columns of each training crop (the rest of the window supplies the shifted negatives).
-    crop_columns: int = 16
+    crop_columns: int = 14
+    # Columns at each end of the window's real audio that no crop or shift reaches: the convolutions there see
+    # the window's edge (zero padding, the mel's right padding), a cue of *where* a column is, not of *when*
+    # something happens. Without this margin a first encoder learned to recognise the aligned audio by its
+    # position in the window and answered "0 ms" for audio delayed by 0.3 s.
+    edge_columns: int = 3
     temperature: float = 0.1
 
 
@@ -419,7 +425,7 @@ PRESETS: dict[str, Preset] = {
     "paper-sync": dataclasses.replace(
         _PAPER, name="paper-sync",
         sync_stream=SyncStreamConfig(enabled=True, fps=24.0, size=112, width=64, feature_dim=32,
-                                     max_shift_columns=6, crop_columns=12),  # 24 columns of 128 ms
+                                     max_shift_columns=4, crop_columns=9),  # 24 columns of 128 ms
     ),
 }
 

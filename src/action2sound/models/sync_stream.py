@@ -186,9 +186,12 @@ class SyncEncoder(nn.Module):
         super().__init__()
         cfg = preset.sync_stream
         _, _, w = preset.latent_shape
-        if cfg.crop_columns + 2 * cfg.max_shift_columns > w:
-            raise ValueError(f"sync_stream.crop_columns + 2 x max_shift_columns must be <= the latent width {w}, "
-                             f"got {cfg.crop_columns} + 2 x {cfg.max_shift_columns}; lower one of them")
+        # Columns [lo, hi) are free of edge effects (SyncStreamConfig.edge_columns) and hold real audio only.
+        self.lo, self.hi = cfg.edge_columns, preset.audio.num_frames // preset.vae.downsample - cfg.edge_columns
+        if cfg.crop_columns + 2 * cfg.max_shift_columns > self.hi - self.lo:
+            raise ValueError(f"sync_stream: crop_columns + 2 x max_shift_columns ({cfg.crop_columns} + 2 x "
+                             f"{cfg.max_shift_columns}) must fit the {self.hi - self.lo} columns between the edge "
+                             "margins; lower one of them (or edge_columns)")
         self.cfg = cfg
         self.profile = preset.audio
         self.columns = w
@@ -225,14 +228,14 @@ class SyncEncoder(nn.Module):
         """Cosine agreement of a video crop with the audio at each shift -> [B, 2S + 1] (shift -S .. +S columns).
 
         video, audio: column features [B, W, D_s]; the crop is columns [start, start + length) of the video
-        (default: the centre crop that leaves S columns each side); shift s pairs video column j with audio
-        column j + s, so s > 0 means the audio comes late.
+        (default: all of the columns between the edge margins that leave S columns each side); shift s pairs
+        video column j with audio column j + s, so s > 0 means the audio comes late.
         """
         s_max = self.cfg.max_shift_columns
-        b, w, _ = video.shape
-        length = length or w - 2 * s_max
+        b = video.shape[0]
+        length = length or self.hi - self.lo - 2 * s_max
         if start is None:
-            start = torch.full((b,), s_max, dtype=torch.long, device=video.device)
+            start = torch.full((b,), self.lo + s_max, dtype=torch.long, device=video.device)
         v, a = F.normalize(video, dim=-1), F.normalize(audio, dim=-1)
         idx = start.view(b, 1) + torch.arange(length, device=video.device).view(1, -1)  # [B, L] video columns
         v_crop = torch.gather(v, 1, idx.unsqueeze(-1).expand(-1, -1, v.shape[-1]))  # [B, L, D]
@@ -247,12 +250,12 @@ class SyncEncoder(nn.Module):
         """Offset contrast: cross-entropy of the true shift (0) among 2S + 1 shifts of the same clip's audio.
 
         frames [B, N, S, S, 3] uint8, mel [B, n_mels, padded]; the crop start is drawn per clip from
-        `generator` (on the CPU) within [S, W - L - S], so every candidate shift stays inside the window.
+        `generator` (on the CPU) so that every candidate shift stays between the edge margins.
         """
         s_max, length = self.cfg.max_shift_columns, self.cfg.crop_columns
         b = frames.shape[0]
-        hi = self.columns - length - s_max  # last valid start
-        start = torch.randint(s_max, hi + 1, (b,), generator=generator).to(frames.device)
+        last = self.hi - length - s_max  # last valid start
+        start = torch.randint(self.lo + s_max, last + 1, (b,), generator=generator).to(frames.device)
         scores = self.shift_scores(self.video_features(frames), self.audio_features(mel), start, length)
         target = torch.full((b,), s_max, dtype=torch.long, device=scores.device)
         return F.cross_entropy(scores.float() / self.cfg.temperature, target)
