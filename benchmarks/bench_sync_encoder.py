@@ -88,13 +88,13 @@ def main() -> None:
     duration = p.audio.duration
     # A clip carries timing only where a visible contact falls inside the estimator's centre crop.
     s = p.sync_stream.max_shift_columns
-    lo, hi = s * period, (enc.columns - s) * period
+    lo, hi = (enc.lo + s) * period, (enc.hi - s) * period
     events = [json.loads((args.bench / "groundtruth" / c.clip_id / "events.json").read_text()) for c in test_t]
     informative = np.array([any(lo <= t < hi for t in visible_contacts(e, duration)) for e in events])
     results: dict = {"preset": p.name, "steps": args.steps, "train_clips": len(train_set), "test_clips": len(test_set),
                      "test_clips_with_contacts": int(informative.sum()), "column_ms": period * 1000,
-                     "decode_cpu_s": decode_cpu, "train_cpu_s": train_cpu, "final_train_loss": final_loss, "train_wall_s": train_wall,
-                     "delays": {}}
+                     "decode_cpu_s": decode_cpu, "train_cpu_s": train_cpu, "final_train_loss": final_loss,
+                     "train_wall_s": train_wall, "delays": {}}
     t2 = time.process_time()
     with torch.no_grad():
         for d in DELAYS_S:
