@@ -218,8 +218,8 @@ class SyncStreamConfig:
     # "channels": D_s zero-initialised extra UNet input channels ([D_s, F, W], the column's features repeated
     # over the mel bins); "film": a zero-initialised per-column scale and shift of the noisy latent's channels.
     # Chosen by benchmarks/ablate_sync_injection.py (tiny preset, toy flashes, 300 steps, one seed): samples put
-    # the sound in the flash's own column with F1 0.65 (+-1 column: 0.89) with "channels", 0.07 with "film"
-    # and 0.07 without the stream.
+    # the sound in the flash's own column with F1 0.64 (+-1 column: 0.91) with "channels", 0.06 (0.11) with
+    # "film" and 0.07 (0.14) without the stream.
     injection: str = "channels"
     # Offset contrast (SyncEncoder.offset_loss): candidate shifts of the audio, in latent columns, either side
     # (+-557 ms for universal22k: the shift test's +-0.5 s fits).
