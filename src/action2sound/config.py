@@ -199,6 +199,44 @@ class ConditioningConfig:
 
 
 @dataclass(frozen=True)
+class SyncStreamConfig:
+    """The sync stream (models/sync_stream.py): dense frames -> a learned sync encoder -> one feature vector per
+    latent column, injected per column into the UNet, so that what the video shows at t drives the sound at t.
+
+    Off by default: a model whose stored config has no `sync_stream` section (every model saved before it
+    existed, and the paper's release) computes exactly what it computed before.
+    """
+
+    enabled: bool = False
+    # Minimum frame rate. Frames are read at r times the latent column rate, r the smallest integer with
+    # r x column rate >= fps (21.5 fps for universal22k: columns are 92.9 ms wide), so that r frames fall in every
+    # column and a shift by r frames is a shift by exactly one column. A video slower than that repeats frames:
+    # the stream then carries the video's own rate.
+    fps: float = 15.0
+    size: int = 32  # frames are squashed to size x size (timing needs motion, not detail)
+    width: int = 32  # channels of the per-frame CNN and of the temporal convolutions
+    feature_dim: int = 16  # D_s: features per latent column (what the store keeps and the UNet reads)
+    temporal_kernel: int = 5  # frames seen by each temporal convolution (two of them)
+    # "channels": D_s zero-initialised extra UNet input channels ([D_s, F, W], the column's features repeated
+    # over the mel bins); "film": a zero-initialised per-column scale and shift of the noisy latent's channels.
+    # Chosen by benchmarks/ablate_sync_injection.py (tiny preset, toy flashes, 300 steps, one seed): samples put
+    # the sound in the flash's own column with F1 0.64 (+-1 column: 0.91) with "channels", 0.06 (0.11) with
+    # "film" and 0.07 (0.14) without the stream.
+    injection: str = "channels"
+    # Offset contrast (SyncEncoder.offset_loss): candidate shifts of the audio, in latent columns, either side
+    # (+-557 ms for universal22k: the shift test's +-0.5 s fits).
+    max_shift_columns: int = 6
+    # Columns of each training crop (the rest of the window supplies the shifted negatives).
+    crop_columns: int = 14
+    # Columns at each end of the window's real audio that no crop or shift reaches: the convolutions there see
+    # the window's edge (zero padding, the mel's right padding), a cue of *where* a column is, not of *when*
+    # something happens. Without this margin a first encoder learned to recognise the aligned audio by its
+    # position in the window and answered "0 ms" for audio delayed by 0.3 s.
+    edge_columns: int = 3
+    temperature: float = 0.1
+
+
+@dataclass(frozen=True)
 class DiffusionConfig:
     """Noise schedule, objective, condition dropout and the default sampler."""
 
@@ -264,6 +302,9 @@ class TrainConfig:
     ldm: StageTrainConfig = StageTrainConfig(
         lr=1e-4, warmup_steps=1000, batch_size=720, epochs=8, grad_clip=1.0, ema_decay=0.9999
     )
+    # The sync stream's encoder (training/sync_encoder.py); ours, not the paper's (it has no sync stream).
+    sync_encoder: StageTrainConfig = StageTrainConfig(lr=1e-3, batch_size=64, epochs=20, warmup_steps=200,
+                                                      grad_clip=1.0)
 
 
 @dataclass(frozen=True)
@@ -280,6 +321,7 @@ class Preset:
     diffusion: DiffusionConfig = DiffusionConfig()
     vocoder: VocoderConfig = VocoderConfig()
     train: TrainConfig = TrainConfig()
+    sync_stream: SyncStreamConfig = SyncStreamConfig()
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -464,7 +506,9 @@ _TINY = Preset(
         vae=StageTrainConfig(lr=1e-3, batch_size=8, max_steps=200),
         vocoder=StageTrainConfig(lr=2e-4, betas=(0.8, 0.99), batch_size=4, max_steps=100),
         ldm=StageTrainConfig(lr=1e-3, warmup_steps=20, batch_size=8, max_steps=300, grad_clip=1.0, ema_decay=0.99),
+        sync_encoder=StageTrainConfig(lr=3e-3, batch_size=8, max_steps=60, grad_clip=1.0),
     ),
+    sync_stream=SyncStreamConfig(enabled=True, size=16, width=16, feature_dim=8),
 )
 _SMALL = Preset(
     "small", UNIVERSAL22K_AUDIO, VideoConfig(num_frames=8, size=64),
@@ -485,12 +529,22 @@ _SMALL = Preset(
         vae=StageTrainConfig(lr=3e-4, batch_size=16, epochs=20),
         vocoder=StageTrainConfig(lr=1e-4, betas=(0.8, 0.99), lr_decay=0.999, batch_size=8, epochs=5),
         ldm=StageTrainConfig(lr=2e-4, warmup_steps=500, batch_size=16, epochs=50, grad_clip=1.0, ema_decay=0.999),
+        sync_encoder=StageTrainConfig(lr=3e-3, batch_size=16, epochs=40, warmup_steps=50, grad_clip=1.0),
     ),
+    sync_stream=SyncStreamConfig(enabled=True, size=32, width=32, feature_dim=16),
 )
+_PAPER = Preset("paper", PAPER_AUDIO, VideoConfig(num_frames=16, size=224))
 PRESETS: dict[str, Preset] = {
     "tiny": _TINY,
     "small": _SMALL,
-    "paper": Preset("paper", PAPER_AUDIO, VideoConfig(num_frames=16, size=224)),
+    "paper": _PAPER,
+    # The paper's design plus the sync stream, for training at scale: the released checkpoint cannot use it
+    # (its UNet never saw the stream), so `paper` keeps it off and computes exactly the release's function.
+    "paper-sync": dataclasses.replace(
+        _PAPER, name="paper-sync",
+        sync_stream=SyncStreamConfig(enabled=True, fps=24.0, size=112, width=64, feature_dim=32,
+                                     max_shift_columns=4, crop_columns=9),  # 24 columns of 128 ms
+    ),
 }
 
 

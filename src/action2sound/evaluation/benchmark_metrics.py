@@ -353,3 +353,166 @@ def recall_at_k(video: np.ndarray, audio: np.ndarray, ks: Sequence[int] = (1, 5,
                          torch.from_numpy(np.ascontiguousarray(audio, np.float32)),
                          tuple(ks))
     return {f"R@{k}": float(v) for k, v in r.items()}
+
+
+# ================================================================================================ synchrony
+# Metrics that can tell a model that follows the video from one that puts a sound mid-window (issue 10): on
+# centred clips a single impulse at the window centre scores onset F1 0.85, so every table carries that
+# baseline (`centre_impulse_scores`), the recall of contacts away from the centre, the shift test, and a
+# DeSync-like offset measured by the sync encoder (models/sync_stream.py).
+ONSET_TOLERANCES_S = (0.05, 0.10)
+OFF_CENTRE_S = 0.5  # a contact further than this from the window centre is off-centre
+SHIFT_TEST_DELAYS_S = (-0.5, -0.3, 0.3, 0.5)
+# The AP detector ranks weak candidates too (a lower rise than detect_onsets' default), so that a model's
+# quieter true onsets still enter the precision-recall curve below its loud false ones.
+ONSET_AP_RISE_DB = 1.5
+CENTRE_IMPULSE_S = 0.08  # length of the centre impulse's decaying noise burst
+
+
+def contact_onset_scores(onsets: Sequence[float], events: Sequence[dict], duration: float,
+                         tolerances: Sequence[float] = ONSET_TOLERANCES_S) -> dict[float, OnsetScore]:
+    """`contact_onset_score` at each tolerance (s) -> {tolerance: OnsetScore} (default +-50 ms and +-100 ms)."""
+    return {float(tol): contact_onset_score(onsets, events, duration, tol) for tol in tolerances}
+
+
+def onset_strengths(wave: np.ndarray, onsets: Sequence[float], sr: int = ANALYSIS_RATE) -> np.ndarray:
+    """The detector's strength (spectral flux, dB, `onset_envelope`) at each onset time -> float64 [K].
+
+    The inverse of detect_onsets' timing (time = (frame - 1/2) hop): the strongest of that frame and its two
+    neighbours, so a time rounded to 0 s or moved by the min-gap rule still finds its peak.
+    """
+    from .embedders import resample
+
+    t = np.asarray(onsets, dtype=np.float64).reshape(-1)
+    if t.size == 0:
+        return np.zeros(0)
+    env = onset_envelope(resample(wave, sr, ANALYSIS_RATE).astype(np.float64), ANALYSIS_RATE)
+    frames = np.clip(np.round(t * ANALYSIS_RATE / _HOP + 0.5).astype(int), 0, env.size - 1)
+    padded = np.pad(env, 1)
+    return np.max([padded[frames], padded[frames + 1], padded[frames + 2]], axis=0)
+
+
+def scored_onsets(wave: np.ndarray, sr: int = ANALYSIS_RATE,
+                  rise_db: float = ONSET_AP_RISE_DB) -> tuple[np.ndarray, np.ndarray]:
+    """(onset times [K] s, detector strengths [K] dB) for `onset_ap`: detect_onsets with a low rise threshold."""
+    times = detect_onsets(wave, sr, rise_db=rise_db)
+    return times, onset_strengths(wave, times, sr)
+
+
+def onset_ap(reference: Sequence[float], onsets: Sequence[float], strengths: Sequence[float],
+             tolerance: float = ONSET_TOLERANCE_S) -> float:
+    """Average precision of onsets ranked by strength against reference times (+-tolerance), in [0, 1].
+
+    Detection AP (as PASCAL VOC, without interpolation): walk the onsets from the strongest, each taking the
+    nearest unmatched reference within the tolerance (a hit) or none (a false alarm); AP is the mean, over the
+    references, of the precision at the rank where each was found (0 for those never found). NaN without
+    references (nothing to find).
+    """
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1)
+    est = np.asarray(onsets, dtype=np.float64).reshape(-1)
+    score = np.asarray(strengths, dtype=np.float64).reshape(-1)
+    if est.shape != score.shape:
+        raise ValueError(f"onsets {est.shape} and strengths {score.shape} must have the same length")
+    if ref.size == 0:
+        return math.nan
+    free = np.ones(ref.size, dtype=bool)
+    hits, total = 0, 0.0
+    for rank, k in enumerate(np.argsort(-score, kind="stable"), start=1):
+        d = np.where(free, np.abs(ref - est[k]), np.inf)
+        j = int(np.argmin(d))
+        if d[j] <= tolerance:
+            free[j] = False
+            hits += 1
+            total += hits / rank
+    return total / ref.size
+
+
+def off_centre_contacts(events: Sequence[dict], duration: float, min_distance_s: float = OFF_CENTRE_S) -> np.ndarray:
+    """Visible contact starts further than min_distance_s from the window centre -> float64 [K], sorted."""
+    ref = visible_contacts(events, duration)
+    return ref[np.abs(ref - duration / 2.0) > min_distance_s]
+
+
+def off_centre_recall(onsets: Sequence[float], events: Sequence[dict], duration: float,
+                      min_distance_s: float = OFF_CENTRE_S, tolerance: float = ONSET_TOLERANCE_S) -> tuple[int, int]:
+    """(found, total) off-centre contacts (`off_centre_contacts`) with an onset within +-tolerance.
+
+    Counts, not a rate, so clips sum into one recall; a model that only sounds mid-window finds none.
+    """
+    ref = off_centre_contacts(events, duration, min_distance_s)
+    return match_onsets(ref, onsets, tolerance), int(ref.size)
+
+
+def shift_follow(onsets: Sequence[float], shifted_onsets: Sequence[float], delay_s: float, duration: float,
+                 tolerance: float = ONSET_TOLERANCE_S) -> tuple[int, int]:
+    """The shift test for one clip: (followed, eligible) onsets when the input video is delayed by delay_s.
+
+    `onsets` were generated for the original video, `shifted_onsets` for the same video delayed by delay_s
+    (negative: advanced). An onset at t is eligible when t + delay_s lies in the window (and not within the
+    tolerance of its edges), and follows when one onset of the delayed output lies within +-tolerance of
+    t + delay_s (one-to-one). A model in sync follows every onset; one that ignores the video follows none
+    (for |delay_s| beyond the spacing of its onsets).
+    """
+    t = np.asarray(onsets, dtype=np.float64).reshape(-1)
+    moved = t + delay_s
+    eligible = moved[(moved >= tolerance) & (moved <= duration - tolerance)]
+    return match_onsets(eligible, shifted_onsets, tolerance), int(eligible.size)
+
+
+def centre_impulse_wave(duration: float, sr: int = ANALYSIS_RATE, seed: int = 0,
+                        length_s: float = CENTRE_IMPULSE_S) -> np.ndarray:
+    """The centre-impulse baseline: one decaying noise burst at duration / 2, silence elsewhere -> float32 [T].
+
+    It knows nothing of the video; any metric it scores well on cannot show synchrony. Deterministic in seed.
+    """
+    n = int(round(duration * sr))
+    x = np.zeros(n, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    i, m = int(round(duration / 2.0 * sr)), int(round(length_s * sr))
+    burst = 0.5 * rng.standard_normal(m) * np.exp(-np.arange(m) / (0.015 * sr))
+    x[i:i + m] = burst[: max(0, n - i)]
+    return x.astype(np.float32)
+
+
+def centre_impulse_scores(events: Sequence[dict], duration: float, sr: int = ANALYSIS_RATE,
+                          tolerances: Sequence[float] = ONSET_TOLERANCES_S) -> dict[str, float]:
+    """The centre impulse's scores on one clip, measured as a model's are (its wave through the same detector).
+
+    {"f1@50ms", "f1@100ms" (per tolerance), "ap", "off_centre_found", "off_centre_total"}.
+    """
+    wave = centre_impulse_wave(duration, sr)
+    onsets = detect_onsets(wave, sr)
+    out = {f"f1@{round(tol * 1000)}ms": s.f1 for tol, s in contact_onset_scores(onsets, events, duration,
+                                                                               tolerances).items()}
+    times, strengths = scored_onsets(wave, sr)
+    out["ap"] = onset_ap(visible_contacts(events, duration), times, strengths)
+    found, total = off_centre_recall(onsets, events, duration)
+    out["off_centre_found"], out["off_centre_total"] = float(found), float(total)
+    return out
+
+
+def sync_offsets_s(encoder, frames: np.ndarray, waves: Sequence[np.ndarray], sr: int) -> np.ndarray:
+    """How late each wave is against its video (s) by the sync encoder -> float64 [B] (DeSync-like, signed).
+
+    encoder: a trained models.sync_stream.SyncEncoder; frames: uint8 [B, N, S, S, 3] at its sync_frame_times;
+    waves: B waves at sr (resampled to the encoder's profile and fitted to one window). The range is
+    +-sync_stream.max_shift_columns columns: a larger offset reads as the largest.
+    """
+    import torch
+
+    from ..mel import wave_to_mel
+    from .embedders import resample
+
+    profile = encoder.profile
+    mels = np.stack([wave_to_mel(resample(w, sr, profile.sample_rate), profile) for w in waves])
+    dev = next(encoder.parameters()).device
+    with torch.no_grad():
+        est = encoder.estimate_offset(torch.as_tensor(np.asarray(frames)).to(dev), torch.from_numpy(mels).to(dev))
+    return est.double().cpu().numpy()
+
+
+def median_abs_offset_ms(offsets_s: Sequence[float]) -> float:
+    """The DeSync-like number of a set: median |offset| in milliseconds (NaN for an empty set)."""
+    x = np.abs(np.asarray(offsets_s, dtype=np.float64).reshape(-1))
+    x = x[np.isfinite(x)]
+    return float(np.median(x) * 1000.0) if x.size else math.nan

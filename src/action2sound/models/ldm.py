@@ -8,9 +8,10 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 from torch import nn
 
-from ..config import DiffusionConfig, Preset, UNetConfig
+from ..config import DiffusionConfig, Preset, SyncStreamConfig, UNetConfig
 from ..sampling import alphas_cumprod
 from .conditioning import Conditioner
+from .sync_stream import SyncInjection
 
 
 def build_unet(cfg: UNetConfig, latent_shape: tuple[int, int, int], ctx_dim: int) -> UNet2DConditionModel:
@@ -37,11 +38,15 @@ def build_unet(cfg: UNetConfig, latent_shape: tuple[int, int, int], ctx_dim: int
 class LatentDiffusion(nn.Module):
     """UNet + Conditioner; `forward` predicts epsilon (or v) and `loss` is the training objective."""
 
-    def __init__(self, unet: UNet2DConditionModel, conditioner: Conditioner, diffusion: DiffusionConfig):
+    def __init__(self, unet: UNet2DConditionModel, conditioner: Conditioner, diffusion: DiffusionConfig,
+                 sync_stream: SyncStreamConfig | None = None):
         super().__init__()
         if diffusion.prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"diffusion.prediction_type must be 'epsilon' or 'v_prediction', "
                              f"got {diffusion.prediction_type!r}")
+        # The sync stream (models/sync_stream.py), when enabled, widens the UNet's input before it is stored.
+        enabled = sync_stream is not None and sync_stream.enabled
+        self.sync = SyncInjection(sync_stream, unet) if enabled else None
         self.unet = unet
         self.conditioner = conditioner
         self.diffusion = diffusion
@@ -50,10 +55,19 @@ class LatentDiffusion(nn.Module):
     @classmethod
     def from_preset(cls, p: Preset) -> LatentDiffusion:
         unet = build_unet(p.unet, p.latent_shape, p.cond.ctx_dim)
-        return cls(unet, Conditioner.from_preset(p), p.diffusion)
+        return cls(unet, Conditioner.from_preset(p), p.diffusion, p.sync_stream)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """x_t [B, C, F, W], t [B], context [B, L, ctx] -> prediction [B, C, F, W]."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
+                sync: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t [B, C, F, W], t [B], context [B, L, ctx], sync [B, W, D_s] or None -> prediction [B, C, F, W].
+
+        sync: the sync stream's column features; None (or zeros) is the null stream, the unconditional branch
+        of guidance. A model without the stream takes none.
+        """
+        if self.sync is not None:
+            x = self.sync(x, sync)
+        elif sync is not None:
+            raise ValueError("this model has no sync stream (sync_stream.enabled=False); pass sync=None")
         return self.unet(x, t, encoder_hidden_states=context).sample
 
     def context(

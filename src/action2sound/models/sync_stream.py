@@ -1,0 +1,334 @@
+"""The sync stream: dense frames -> a learned sync encoder -> one feature vector per latent column -> the UNet.
+
+AV-LDM's video condition (16 frames per 3 s, cross-attention with learned positions) ties no frame to any
+latent column, so the model cannot place an onset within +-50 ms (issue 10; SPEC §8: MMAudio, HunyuanVideo-
+Foley and ThinkSound add Synchformer features per latent frame). Ours, small enough to train on a CPU:
+
+- time grid: a latent column j covers `downsample` mel frames; its centre time comes from the profile's hop
+  and framing (`column_times`). Frames are read at r times the column rate (`frames_per_column`: the smallest
+  r reaching SyncStreamConfig.fps), placed so that r frames fall inside each column (`sync_frame_times`);
+- video branch: each frame and its difference to the previous frame (camera-compensated: the previous frame
+  moved by the phase-correlation translation first) -> a small CNN -> two convolutions over time -> per-frame
+  features [N, D_s] -> resampled to the column centres (linear interpolation, `interpolation_matrix`) ->
+  [W, D_s];
+- audio branch (for training and for measuring): the normalised mel and its rise -> convolutions over time ->
+  max over the `downsample` mel frames of each column (the VAE's own grid) -> [W, D_s];
+- training (`SyncEncoder.offset_loss`): Synchformer-style offset contrast. The video of a crop of columns must
+  pick its own audio among the same clip's audio at other time shifts, so only *when* things happen can tell
+  them apart; the crop position is jittered so "the middle of the window" means nothing;
+- measuring (`SyncEncoder.estimate_offset`): the shift of the audio that best matches the video, in seconds,
+  a DeSync-like number for generated audio;
+- injection (`SyncInjection`): the column features enter the UNet per column, zero-initialised, so a model
+  starts as the model without the stream; the null stream (guidance's unconditional branch) is all zeros.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import AudioProfile, Preset, SyncStreamConfig
+
+INJECTIONS = ("channels", "film")
+
+
+# ============================================================================================== time grid
+def column_period(audio: AudioProfile, downsample: int) -> float:
+    """Seconds per latent column (92.9 ms for universal22k, 128 ms for paper)."""
+    return downsample * audio.hop / audio.sample_rate
+
+
+def column_times(audio: AudioProfile, downsample: int, width: int) -> np.ndarray:
+    """Centre time (s) of each latent column -> float64 [W]: the mean centre of its `downsample` mel frames.
+
+    Mel frame i is centred on i hop ("center" framing) or (i + 1/2) hop ("hifigan": (n_fft - hop) / 2 padding,
+    frame i covers [i hop - pad, i hop - pad + n_fft)).
+    """
+    first = 0.0 if audio.framing == "center" else 0.5
+    frames = np.arange(width)[:, None] * downsample + np.arange(downsample)[None]  # [W, downsample]
+    return ((frames + first) * audio.hop / audio.sample_rate).mean(axis=1)
+
+
+def frames_per_column(cfg: SyncStreamConfig, audio: AudioProfile, downsample: int) -> int:
+    """r: frames per latent column, the smallest integer with r x column rate >= cfg.fps."""
+    rate = 1.0 / column_period(audio, downsample)
+    return max(1, math.ceil(cfg.fps / rate - 1e-9))
+
+
+def sync_frame_times(preset: Preset) -> np.ndarray:
+    """Times (s, from the window start) of the sync encoder's frames -> float64 [r W], r per column.
+
+    Column j's r frames sit at the centres of r equal slices of its span, so the column centre is their mean
+    and the frames of one column never stray into the next. Times past the clip's end (the last column covers
+    the padding) show the last frame, as media.read_frames_at does past a video's end.
+    """
+    p = preset
+    _, _, w = p.latent_shape
+    ds = p.vae.downsample
+    r = frames_per_column(p.sync_stream, p.audio, ds)
+    period = column_period(p.audio, ds)
+    centres = column_times(p.audio, ds, w)
+    offsets = (np.arange(r) + 0.5) / r * period - period / 2  # within a column, around its centre
+    return (centres[:, None] + offsets[None]).reshape(-1)
+
+
+def interpolation_matrix(source: np.ndarray, target: np.ndarray) -> torch.Tensor:
+    """Linear interpolation in time as a matrix M [len(target), len(source)]: y = M x (clamped at the ends).
+
+    Linear, not nearest: with r = 2 frames per column (universal22k) each column centre lies exactly midway
+    between two frames, where nearest would have to break a tie and so move every feature half a frame one
+    way; linear weighs both equally. Either way a shift of r frames is a shift of exactly one column, because
+    the weights repeat from column to column. The temporal convolutions before it have already mixed a
+    column's frames, so weighting only the two nearest loses nothing they could not carry.
+    """
+    src = np.asarray(source, dtype=np.float64)
+    m = np.zeros((len(target), len(src)))
+    for j, t in enumerate(np.asarray(target, dtype=np.float64)):
+        k = int(np.searchsorted(src, t))
+        if k <= 0:
+            m[j, 0] = 1.0
+        elif k >= len(src):
+            m[j, -1] = 1.0
+        else:
+            a = (t - src[k - 1]) / (src[k] - src[k - 1])
+            m[j, k - 1], m[j, k] = 1.0 - a, a
+    return torch.from_numpy(m).float()
+
+
+# ================================================================================================ encoder
+class VideoSyncBranch(nn.Module):
+    """uint8 frames [B, N, S, S, 3] -> per-frame features [B, N, D_s] (frame + difference CNN, conv over time)."""
+
+    def __init__(self, cfg: SyncStreamConfig):
+        super().__init__()
+        w, k = cfg.width, cfg.temporal_kernel
+        half = max(1, w // 2)
+        # Input: the frame (what moves) and its camera-compensated difference to the previous one (when it moves).
+        self.cnn = nn.Sequential(
+            nn.Conv2d(6, half, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(half, w, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(w, w, 3, stride=2, padding=1), nn.GELU(),
+        )
+        self.frame_proj = nn.Linear(2 * w, w)  # [mean ; max] over space -> w
+        self.temporal = nn.Sequential(
+            nn.Conv1d(w, w, k, padding=k // 2), nn.GELU(),
+            nn.Conv1d(w, w, k, padding=k // 2), nn.GELU(),
+            nn.Conv1d(w, cfg.feature_dim, 1),
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames uint8 (or float in [0, 255]) [B, N, S, S, 3] -> [B, N, D_s]."""
+        b, n = frames.shape[:2]
+        x = frames.permute(0, 1, 4, 2, 3).float() / 255.0  # [B, N, 3, S, S]
+        prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)  # the first frame has no predecessor: no motion
+        h = self.cnn(torch.cat([x, camera_compensated_difference(x, prev)], dim=2).flatten(0, 1))  # [B N, w, .]
+        h = self.frame_proj(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))  # [B N, w]
+        h = self.temporal(h.view(b, n, -1).transpose(1, 2))  # [B, D_s, N]
+        return h.transpose(1, 2)
+
+
+def camera_compensated_difference(x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    """x - prev after moving prev by the whole-pixel translation that best aligns it with x -> [B, N, 3, S, S].
+
+    A first-person camera drifts and shakes over textured surfaces: the plain difference of two frames is
+    mostly the picture moving, and the hand's contact drowns in it (the prototype of issue 10 compensated the
+    camera too). The translation is the peak of the phase correlation of the grey frames (Kuglin & Hines
+    1975); pixels that the translation brings in from outside the frame get no difference.
+    """
+    *lead, c, hgt, wid = x.shape
+    grey, grey_prev = x.mean(dim=-3), prev.mean(dim=-3)  # [B, N, S, S]
+    f1 = torch.fft.rfft2(grey - grey.mean(dim=(-2, -1), keepdim=True))
+    f0 = torch.fft.rfft2(grey_prev - grey_prev.mean(dim=(-2, -1), keepdim=True))
+    cross = f1 * f0.conj()
+    corr = torch.fft.irfft2(cross / (cross.abs() + 1e-9), s=(hgt, wid))  # peaks at d where x(p) = prev(p - d)
+    peak = corr.flatten(-2).argmax(dim=-1)
+    dy, dx = peak // wid, peak % wid
+    dy = torch.where(dy > hgt // 2, dy - hgt, dy)
+    dx = torch.where(dx > wid // 2, dx - wid, dx)
+    rows = torch.arange(hgt, device=x.device) - dy.unsqueeze(-1)  # [B, N, S]: source row of each row
+    cols = torch.arange(wid, device=x.device) - dx.unsqueeze(-1)
+    moved = torch.gather(prev, -2, (rows % hgt)[..., None, :, None].expand(*lead, c, hgt, wid))
+    moved = torch.gather(moved, -1, (cols % wid)[..., None, None, :].expand(*lead, c, hgt, wid))
+    inside = (((rows >= 0) & (rows < hgt))[..., :, None] & ((cols >= 0) & (cols < wid))[..., None, :])
+    return (x - moved) * inside.unsqueeze(-3).to(x.dtype)
+
+
+class AudioSyncBranch(nn.Module):
+    """Normalised mel [B, n_mels, frames] -> per-column features [B, W, D_s] (W = frames // downsample)."""
+
+    def __init__(self, cfg: SyncStreamConfig, n_mels: int, downsample: int):
+        super().__init__()
+        w = cfg.width
+        self.downsample = downsample
+        self.frames = nn.Sequential(
+            nn.Conv1d(2 * n_mels, w, 3, padding=1), nn.GELU(),
+            nn.Conv1d(w, w, 3, padding=1), nn.GELU(),
+        )
+        self.columns = nn.Sequential(nn.Conv1d(w, w, 3, padding=1), nn.GELU(), nn.Conv1d(w, cfg.feature_dim, 1))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel [B, n_mels, frames] in [0, 1] -> [B, frames // downsample, D_s]."""
+        rise = F.pad(torch.relu(mel[:, :, 1:] - mel[:, :, :-1]), (1, 0))  # onsets are rises
+        h = self.frames(torch.cat([mel, rise], dim=1))  # [B, w, frames]
+        # Max over each column's mel frames: an onset anywhere in the column counts, on the VAE's own grid.
+        h = F.max_pool1d(h, self.downsample, self.downsample)  # [B, w, W]
+        return self.columns(h).transpose(1, 2)
+
+
+class SyncEncoder(nn.Module):
+    """Video and audio branches on the latent column grid; `video_features` is what the UNet's stream carries."""
+
+    def __init__(self, preset: Preset):
+        super().__init__()
+        cfg = preset.sync_stream
+        _, _, w = preset.latent_shape
+        # Columns [lo, hi) are free of edge effects (SyncStreamConfig.edge_columns) and hold real audio only.
+        self.lo, self.hi = cfg.edge_columns, preset.audio.num_frames // preset.vae.downsample - cfg.edge_columns
+        if cfg.crop_columns + 2 * cfg.max_shift_columns > self.hi - self.lo:
+            raise ValueError(f"sync_stream: crop_columns + 2 x max_shift_columns ({cfg.crop_columns} + 2 x "
+                             f"{cfg.max_shift_columns}) must fit the {self.hi - self.lo} columns between the edge "
+                             "margins; lower one of them (or edge_columns)")
+        self.cfg = cfg
+        self.profile = preset.audio
+        self.columns = w
+        self.period = column_period(preset.audio, preset.vae.downsample)
+        self.frame_times = sync_frame_times(preset)
+        self.video = VideoSyncBranch(cfg)
+        self.audio = AudioSyncBranch(cfg, preset.audio.n_mels, preset.vae.downsample)
+        cols = column_times(preset.audio, preset.vae.downsample, w)
+        self.register_buffer("resample", interpolation_matrix(self.frame_times, cols), persistent=False)  # [W, N]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_times)
+
+    def video_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames uint8 [B, N, S, S, 3] at `sync_frame_times` -> column features [B, W, D_s]."""
+        if frames.shape[1] != self.num_frames:
+            raise ValueError(f"the sync encoder takes {self.num_frames} frames per window (sync_frame_times), "
+                             f"got {frames.shape[1]}")
+        per_frame = self.video(frames)  # [B, N, D_s]
+        return torch.einsum("wn,bnd->bwd", self.resample.to(per_frame.dtype), per_frame)
+
+    def audio_features(self, mel: torch.Tensor) -> torch.Tensor:
+        """Normalised mel [B, n_mels, padded_frames] -> column features [B, W, D_s]."""
+        a = self.audio(mel)
+        if a.shape[1] != self.columns:
+            raise ValueError(f"the mel gives {a.shape[1]} columns, the latent grid has {self.columns}; pass the "
+                             "profile's padded mel (mel.wave_to_mel)")
+        return a
+
+    # ----------------------------------------------------------------------------------------- offsets
+    def shift_scores(self, video: torch.Tensor, audio: torch.Tensor, start: torch.Tensor | None = None,
+                     length: int | None = None) -> torch.Tensor:
+        """Cosine agreement of a video crop with the audio at each shift -> [B, 2S + 1] (shift -S .. +S columns).
+
+        video, audio: column features [B, W, D_s]; the crop is columns [start, start + length) of the video
+        (default: all of the columns between the edge margins that leave S columns each side); shift s pairs
+        video column j with audio column j + s, so s > 0 means the audio comes late.
+        """
+        s_max = self.cfg.max_shift_columns
+        b = video.shape[0]
+        length = length or self.hi - self.lo - 2 * s_max
+        if start is None:
+            start = torch.full((b,), self.lo + s_max, dtype=torch.long, device=video.device)
+        v, a = F.normalize(video, dim=-1), F.normalize(audio, dim=-1)
+        idx = start.view(b, 1) + torch.arange(length, device=video.device).view(1, -1)  # [B, L] video columns
+        v_crop = torch.gather(v, 1, idx.unsqueeze(-1).expand(-1, -1, v.shape[-1]))  # [B, L, D]
+        scores = []
+        for s in range(-s_max, s_max + 1):
+            a_crop = torch.gather(a, 1, (idx + s).unsqueeze(-1).expand(-1, -1, a.shape[-1]))
+            scores.append((v_crop * a_crop).sum(-1).mean(-1))  # [B]
+        return torch.stack(scores, dim=1)
+
+    def offset_loss(self, frames: torch.Tensor, mel: torch.Tensor,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Offset contrast: cross-entropy of the true shift (0) among 2S + 1 shifts of the same clip's audio.
+
+        frames [B, N, S, S, 3] uint8, mel [B, n_mels, padded]; the crop start is drawn per clip from
+        `generator` (on the CPU) so that every candidate shift stays between the edge margins.
+        """
+        s_max, length = self.cfg.max_shift_columns, self.cfg.crop_columns
+        b = frames.shape[0]
+        last = self.hi - length - s_max  # last valid start
+        start = torch.randint(self.lo + s_max, last + 1, (b,), generator=generator).to(frames.device)
+        scores = self.shift_scores(self.video_features(frames), self.audio_features(mel), start, length)
+        target = torch.full((b,), s_max, dtype=torch.long, device=scores.device)
+        return F.cross_entropy(scores.float() / self.cfg.temperature, target)
+
+    @torch.no_grad()
+    def estimate_offset(self, frames: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """How late the audio is against the video, in seconds [B] (negative: early), within +-S columns.
+
+        The best shift of the centre crop, refined below a column by a parabola through the best score and its
+        two neighbours (an onset rarely falls on a column centre).
+        """
+        scores = self.shift_scores(self.video_features(frames), self.audio_features(mel)).float()  # [B, K]
+        return offset_from_scores(scores, self.cfg.max_shift_columns) * self.period
+
+
+def offset_from_scores(scores: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Scores [B, 2S + 1] over shifts -S..S -> the best shift in columns [B] (float, parabola-refined)."""
+    k = scores.argmax(dim=1)
+    best = k.float() - max_shift
+    inner = (k > 0) & (k < scores.shape[1] - 1)
+    km, kp = (k - 1).clamp(min=0), (k + 1).clamp(max=scores.shape[1] - 1)
+    y0 = scores.gather(1, km[:, None])[:, 0]
+    y1 = scores.gather(1, k[:, None])[:, 0]
+    y2 = scores.gather(1, kp[:, None])[:, 0]
+    curve = y0 - 2 * y1 + y2
+    # Vertex of the parabola through (-1, y0), (0, y1), (1, y2): -(y2 - y0) / (2 curve), within half a column.
+    delta = torch.where(inner & (curve < 0), (0.5 * (y0 - y2) / curve.where(curve != 0, torch.ones_like(curve))),
+                        torch.zeros_like(curve)).clamp(-0.5, 0.5)
+    return best + delta
+
+
+# ============================================================================================== injection
+class SyncInjection(nn.Module):
+    """Puts column features [B, W, D_s] into the UNet's input, per column, starting as no change at all.
+
+    "channels": D_s extra input channels of the UNet's first convolution, their weights zero at the start;
+    the stream enters as a [D_s, F, W] map (each column's features repeated over the mel bins), so the first
+    3 x 3 convolution already sees sound and motion of the same column side by side. "film": a per-column
+    scale and shift of the noisy latent's C channels from a bias-free, zero-initialised Linear.
+    The features are unit-normalised (times sqrt(D_s), entries of order 1), the form the offset contrast
+    compares them in; an all-zero stream (the null of guidance) stays zero, and then the UNet computes exactly
+    what it would without the stream.
+    """
+
+    def __init__(self, cfg: SyncStreamConfig, unet: nn.Module):
+        super().__init__()
+        if cfg.injection not in INJECTIONS:
+            raise ValueError(f"sync_stream.injection must be one of {INJECTIONS}, got {cfg.injection!r}")
+        self.kind, self.dim = cfg.injection, cfg.feature_dim
+        c = unet.conv_in.in_channels  # the latent's channels (before widening)
+        if self.kind == "channels":
+            old = unet.conv_in
+            new = nn.Conv2d(old.in_channels + self.dim, old.out_channels, old.kernel_size, old.stride, old.padding)
+            with torch.no_grad():
+                new.weight.zero_()
+                new.weight[:, : old.in_channels].copy_(old.weight)
+                new.bias.copy_(old.bias)
+            unet.conv_in = new
+            unet.register_to_config(in_channels=old.in_channels + self.dim)
+            self.film = None
+        else:
+            self.film = nn.Linear(self.dim, 2 * c, bias=False)
+            nn.init.zeros_(self.film.weight)
+
+    def forward(self, x: torch.Tensor, sync: torch.Tensor | None) -> torch.Tensor:
+        """x [B, C, F, W], sync [B, W, D_s] (None: the null stream) -> the UNet's input ([B, C (+ D_s), F, W])."""
+        b, _, f, w = x.shape
+        if sync is None:
+            sync = x.new_zeros(b, w, self.dim)
+        if sync.shape[1:] != (w, self.dim):
+            raise ValueError(f"sync features must be [B, {w}, {self.dim}], got {tuple(sync.shape)}")
+        s = F.normalize(sync.to(x.dtype), dim=-1) * math.sqrt(self.dim)  # [B, W, D_s]
+        if self.film is None:
+            return torch.cat([x, s.permute(0, 2, 1).unsqueeze(2).expand(b, self.dim, f, w)], dim=1)
+        gamma, beta = self.film(s).permute(0, 2, 1).unsqueeze(2).chunk(2, dim=1)  # [B, C, 1, W] each
+        return x * (1.0 + gamma) + beta

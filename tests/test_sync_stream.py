@@ -1,0 +1,234 @@
+"""The sync stream (models/sync_stream.py): its time grid, shift equivariance, the offset contrast on toy clips,
+the offset estimator, the UNet injection, and that models saved without it load as before."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from action2sound.config import PRESETS, preset, preset_from_dict
+from action2sound.models.ldm import LatentDiffusion
+from action2sound.models.sync_stream import (SyncEncoder, column_period, column_times, frames_per_column,
+                                             interpolation_matrix, offset_from_scores, sync_frame_times)
+from sync_factory import toy_clips, trained_toy_encoder
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "src" / "action2sound" / "default_model"
+
+
+# ------------------------------------------------------------------------------------------------ time grid
+@pytest.mark.parametrize("name", ["tiny", "paper-sync"])
+def test_frames_fill_each_column_around_its_centre(name):
+    p = preset(name)
+    _, _, w = p.latent_shape
+    ds = p.vae.downsample
+    r = frames_per_column(p.sync_stream, p.audio, ds)
+    assert r / column_period(p.audio, ds) >= p.sync_stream.fps
+    assert (r - 1) / column_period(p.audio, ds) < p.sync_stream.fps  # the smallest such r
+    times = sync_frame_times(p)
+    cols = column_times(p.audio, ds, w)
+    assert times.shape == (r * w,)
+    np.testing.assert_allclose(times.reshape(w, r).mean(axis=1), cols, atol=1e-12)
+    assert np.all(np.diff(times) > 0)
+
+
+def test_column_centres_follow_the_framing():
+    # universal22k ("hifigan" framing): frame i centred on (i + 1/2) hop, so column j on (8 j + 4) hop.
+    p = preset("tiny")
+    np.testing.assert_allclose(column_times(p.audio, 8, 3), (np.arange(3) * 8 + 4) * 256 / 22050)
+    # paper ("center" framing): frame i centred on i hop, so column j on (8 j + 3.5) hop.
+    q = preset("paper")
+    np.testing.assert_allclose(column_times(q.audio, 8, 2), (np.arange(2) * 8 + 3.5) * 256 / 16000)
+
+
+def test_linear_interpolation_matrix():
+    m = interpolation_matrix(np.array([0.0, 1.0, 2.0]), np.array([-1.0, 0.25, 1.5, 3.0])).numpy()
+    np.testing.assert_allclose(m, [[1, 0, 0], [0.75, 0.25, 0], [0, 0.5, 0.5], [0, 0, 1]])
+
+
+# ------------------------------------------------------------------------------------------- equivariance
+def _receptive_columns(p) -> int:
+    """Columns at each edge whose features can see past the window (difference + two temporal convolutions)."""
+    r = frames_per_column(p.sync_stream, p.audio, p.vae.downsample)
+    frames = 1 + 2 * (p.sync_stream.temporal_kernel // 2)
+    return int(np.ceil(frames / r)) + 1
+
+
+@pytest.mark.parametrize("m", [1, 3, -2])
+def test_shifting_the_video_by_k_frames_shifts_the_features_by_k_over_r_columns(m):
+    p = preset("tiny")
+    torch.manual_seed(0)
+    enc = SyncEncoder(p).eval()
+    r = frames_per_column(p.sync_stream, p.audio, p.vae.downsample)
+    g = torch.Generator().manual_seed(1)
+    n, s = enc.num_frames, p.sync_stream.size
+    frames = torch.randint(0, 256, (2, n + 2 * r * abs(m), s, s, 3), generator=g, dtype=torch.uint8)
+    k = r * m  # frames
+    base = frames[:, r * abs(m): r * abs(m) + n]
+    moved = frames[:, r * abs(m) - k: r * abs(m) - k + n]  # moved[i] = base[i - k]: the video is k frames later
+    with torch.no_grad():
+        a, b = enc.video_features(base), enc.video_features(moved)
+    e = _receptive_columns(p) + abs(m)
+    w = a.shape[1]
+    assert not torch.allclose(a[:, e: w - e], a[:, e - 1: w - e - 1])  # the features do vary over time
+    torch.testing.assert_close(b[:, e + m: w - e + m], a[:, e: w - e], rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ toy clips
+@pytest.fixture(scope="module")
+def trained():
+    enc, losses = trained_toy_encoder()
+    return preset("tiny"), enc, losses
+
+
+def test_offset_loss_decreases_on_toy_clips(trained):
+    p, _, losses = trained
+    chance = np.log(2 * p.sync_stream.max_shift_columns + 1)
+    assert abs(losses[:3].mean() - chance) < 0.1  # starts at chance: no shift preferred
+    assert losses[-15:].mean() < 0.5 * chance
+
+
+@pytest.mark.parametrize("k", [0, 2, -3])
+def test_offset_estimator_recovers_a_known_shift(trained, k):
+    p, enc, _ = trained
+    frames, mel = toy_clips(p, 16, seed=99, delay_s=k * enc.period)  # held-out clips, audio k columns late
+    est = enc.estimate_offset(frames, mel).numpy() / enc.period  # columns
+    assert np.median(np.abs(est - k)) < 0.3
+    assert np.mean(np.abs(est - k) < 0.5) >= 0.75
+
+
+def test_parabola_refines_the_best_shift():
+    scores = torch.tensor([[0.0, 0.5, 1.0, 0.5, 0.0], [0.0, 0.0, 1.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
+    est = offset_from_scores(scores, 2)
+    torch.testing.assert_close(est, torch.tensor([0.0, 0.5 * (0.0 - 0.5) / (0.0 - 2.0 + 0.5), -2.0]))
+
+
+# ------------------------------------------------------------------------------------------------ injection
+@pytest.mark.parametrize("injection", ["channels", "film"])
+def test_injection_starts_as_no_change_and_the_null_stream_never_changes_anything(injection):
+    p = preset("tiny")
+    p = dataclasses.replace(p, sync_stream=dataclasses.replace(p.sync_stream, injection=injection))
+    torch.manual_seed(0)
+    ldm = LatentDiffusion.from_preset(p).eval()
+    x = torch.randn(2, *p.latent_shape)
+    t = torch.tensor([10, 500])
+    ctx = ldm.context(None, None, batch_size=2)
+    sync = torch.randn(2, p.latent_shape[2], p.sync_stream.feature_dim)
+    with torch.no_grad():
+        plain = ldm(x, t, ctx)
+        torch.testing.assert_close(ldm(x, t, ctx, sync), plain)  # zero-initialised
+        for q in ldm.parameters():  # as if trained: every weight non-zero
+            q.add_(0.01)
+        plain = ldm(x, t, ctx)
+        torch.testing.assert_close(ldm(x, t, ctx, torch.zeros_like(sync)), plain)  # zeros = the null stream
+        assert not torch.allclose(ldm(x, t, ctx, sync), plain)  # the stream now matters
+    with pytest.raises(ValueError, match="sync features must be"):
+        ldm(x, t, ctx, sync[:, :5])
+
+
+def test_sync_stream_is_on_for_tiny_and_small_and_off_for_paper():
+    assert PRESETS["tiny"].sync_stream.enabled and PRESETS["small"].sync_stream.enabled
+    assert not PRESETS["paper"].sync_stream.enabled
+    assert PRESETS["paper-sync"].sync_stream.enabled
+    assert dataclasses.replace(PRESETS["paper-sync"], name="paper", sync_stream=PRESETS["paper"].sync_stream) \
+        == PRESETS["paper"]
+
+
+def test_a_model_without_sync_stream_refuses_one():
+    p = preset("paper")
+    q = dataclasses.replace(preset("tiny"), sync_stream=p.sync_stream)
+    ldm = LatentDiffusion.from_preset(q)
+    assert ldm.sync is None
+    x = torch.randn(1, *q.latent_shape)
+    with pytest.raises(ValueError, match="no sync stream"):
+        ldm(x, torch.tensor([1]), ldm.context(None, None, batch_size=1), torch.zeros(1, q.latent_shape[2], 8))
+
+
+def test_the_embedded_default_model_still_builds_exactly_its_stored_weights():
+    from safetensors import safe_open
+
+    manifest = json.loads((DEFAULT_MODEL / "model.json").read_text())
+    assert "sync_stream" not in manifest["preset"]
+    p = preset_from_dict(manifest["preset"])
+    assert not p.sync_stream.enabled  # a missing section means "off"
+    ldm = LatentDiffusion.from_preset(p)
+    with safe_open(str(DEFAULT_MODEL / manifest["files"]["ldm"]["file"]), "pt") as f:
+        stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    built = {k: tuple(v.shape) for k, v in ldm.state_dict().items()}
+    assert built == stored
+
+
+# ---------------------------------------------------------------------------------------------------- stage
+def test_delay_mel_moves_whole_columns_and_shifts_in_silence():
+    from action2sound.training.sync_encoder import delay_mel
+
+    mel = torch.arange(1.0, 25.0).view(1, 1, 24)
+    late = delay_mel(mel, 2, 4)
+    assert torch.equal(late[..., :8], torch.zeros(1, 1, 8)) and torch.equal(late[..., 8:], mel[..., :16])
+    assert torch.equal(delay_mel(mel, 0, 4), mel)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    from action2sound.data.benchmark import build_benchmark
+
+    root = tmp_path_factory.mktemp("bench")
+    build_benchmark(root, episodes=2, seed=0, size=32, episode_seconds=(12.0, 14.0), progress=False)
+    return root
+
+
+def test_sync_encoder_stage_trains_on_decoded_clips_and_reports_offsets(bench):
+    import lightning as L
+
+    from action2sound import media
+    from action2sound.training.data import StageData, load_clip_table, split_train_val
+    from action2sound.training.sync_encoder import KNOWN_SHIFT, SyncClipDataset, SyncEncoderStage
+
+    p = preset("tiny")
+    train_t, val_t = split_train_val(load_clip_table(bench / "all.tsv"))  # the second episode held out
+    assert len(train_t) and len(val_t)
+    train_set, val_set = SyncClipDataset(train_t, p, cache_bytes=1 << 26), SyncClipDataset(val_t, p)
+    item = train_set[(0, 0)]
+    clip = train_t[0]
+    n = len(sync_frame_times(p))
+    assert item["sync_frames"].shape == (n, p.sync_stream.size, p.sync_stream.size, 3)
+    assert item["mel"].shape == (p.audio.n_mels, p.audio.padded_frames)
+    expected = media.read_frames_at(clip.media_path, clip.media_start + sync_frame_times(p), size=p.sync_stream.size)
+    np.testing.assert_array_equal(item["sync_frames"], expected)
+
+    cfg = p.train.sync_encoder
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        stage = SyncEncoderStage(p, cfg, 0, len(train_set))
+    dm = StageData(train_set, val_set, 4, 3, val_batch_size=8)
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, max_epochs=-1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                        val_check_interval=3, check_val_every_n_epoch=None, num_sanity_val_steps=0)
+    trainer.fit(stage, datamodule=dm)
+    assert stage.batches_seen == 3
+    m = trainer.callback_metrics
+    assert 0.0 <= float(m["val/shift_accuracy"]) <= 1.0
+    assert float(m["val/clips"]) == len(val_set)
+    column_ms = stage.model.period * 1000
+    max_ms = p.sync_stream.max_shift_columns * column_ms
+    assert 0.0 <= float(m["val/offset_ms"]) <= max_ms
+    assert 0.0 <= float(m[f"val/offset_error_ms@+{KNOWN_SHIFT}"]) <= max_ms + KNOWN_SHIFT * column_ms
+    assert set(stage.export_tensors()) == set(SyncEncoder(p).state_dict())
+
+
+def test_camera_compensation_removes_a_whole_pixel_pan():
+    from action2sound.models.sync_stream import camera_compensated_difference
+
+    scene = torch.rand(1, 1, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    prev = scene[..., 4:36, 4:36]
+    x = scene[..., 6:38, 3:35]  # the camera moved 2 px down and 1 px left
+    assert (x - prev).abs().sum() > 100  # the plain difference is all texture
+    assert camera_compensated_difference(x, prev).abs().sum() == 0  # nothing moved but the camera
+    hand = x.clone()
+    hand[..., 10:14, 10:14] = 1.0  # something moved in the scene as well
+    d = camera_compensated_difference(hand, prev)
+    assert d[..., 10:14, 10:14].abs().sum() > 0 and d[..., 20:, 20:].abs().sum() == 0
