@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader, default_collate
 
 from action2sound.config import override, preset
 from action2sound.evaluation.benchmark_metrics import median_abs_offset_ms, visible_contacts
-from action2sound.training.data import StageData, load_clip_table
+from action2sound.data import load_clip_table
+from action2sound.training.data import StageData
 from action2sound.training.sync_encoder import SyncClipDataset, SyncEncoderStage
 
 DELAYS_S = (-0.5, -0.3, 0.0, 0.3, 0.5)

@@ -174,7 +174,7 @@ def test_delay_mel_moves_whole_columns_and_shifts_in_silence():
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory) -> Path:
-    from action2sound.data.benchmark import build_benchmark
+    from action2sound.benchmark import build_benchmark
 
     root = tmp_path_factory.mktemp("bench")
     build_benchmark(root, episodes=2, seed=0, size=32, episode_seconds=(12.0, 14.0), progress=False)
@@ -185,7 +185,8 @@ def test_sync_encoder_stage_trains_on_decoded_clips_and_reports_offsets(bench):
     import lightning as L
 
     from action2sound import media
-    from action2sound.training.data import StageData, load_clip_table, split_train_val
+    from action2sound.data import load_clip_table, split_train_val
+    from action2sound.training.data import StageData
     from action2sound.training.sync_encoder import KNOWN_SHIFT, SyncClipDataset, SyncEncoderStage
 
     p = preset("tiny")
