@@ -233,3 +233,38 @@ def test_camera_compensation_removes_a_whole_pixel_pan():
     hand[..., 10:14, 10:14] = 1.0  # something moved in the scene as well
     d = camera_compensated_difference(hand, prev)
     assert d[..., 10:14, 10:14].abs().sum() > 0 and d[..., 20:, 20:].abs().sum() == 0
+
+
+def test_train_sync_encoder_stage_then_export_and_load(bench, tmp_path):
+    from action2sound.training import train
+    from action2sound.weights import build_component, export, load_model_dir, load_sync_encoder, save_weights
+
+    p = preset("tiny")
+    run = tmp_path / "run"
+    result = train("sync_encoder", "tiny", bench / "all.tsv", run, max_steps=2, progress=False, val_clips=4,
+                   overrides=["train.sync_encoder.batch_size=4"])
+    assert result.steps == 2 and result.weights.is_file()
+    assert "val/shift_accuracy" in result.metrics
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for component in ("vae", "ldm"):
+            save_weights(run / component / "weights.safetensors", build_component(component, p).state_dict(),
+                         component, p)
+    out = export(run, tmp_path / "model", fp16=False)
+    manifest = json.loads((out / "model.json").read_text())
+    assert "sync_encoder" in manifest["files"]
+    loaded = load_model_dir(out)
+    from action2sound.weights import read_weights
+
+    tensors, _ = read_weights(result.weights, "sync_encoder")
+    got = loaded.sync_encoder.state_dict()
+    assert set(got) == set(tensors) and all(torch.equal(got[k], tensors[k]) for k in tensors)
+    enc, sha = load_sync_encoder(out)
+    assert enc is not None and sha == manifest["files"]["sync_encoder"]["sha256"]
+
+    # An ldm without the stream (paper-like) never ships the encoder, even when the run has one.
+    off = preset_from_dict({**p.to_dict(), "sync_stream": {"enabled": False}})
+    save_weights(run / "ldm" / "weights.safetensors", build_component("ldm", off).state_dict(), "ldm", off)
+    out2 = export(run, tmp_path / "model2", fp16=False)
+    assert "sync_encoder" not in json.loads((out2 / "model.json").read_text())["files"]
+    assert load_model_dir(out2).sync_encoder is None and load_sync_encoder(out2) == (None, None)
