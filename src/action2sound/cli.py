@@ -139,7 +139,7 @@ def _cmd_preencode(args: argparse.Namespace) -> None:
 
     from .data.store import ClipEncoder, preencode
     from .data.splits import load_clip_table
-    from .weights import load_encoders
+    from .weights import load_encoders, load_sync_encoder
 
     if args.device:
         device = args.device
@@ -149,7 +149,10 @@ def _cmd_preencode(args: argparse.Namespace) -> None:
         device = "cpu"
     table = load_clip_table(args.data)
     av, vae, preset, source = load_encoders(Path(args.model), device)
-    encoder = ClipEncoder(av, vae, preset, device, source)
+    sync_encoder, sync_sha = load_sync_encoder(Path(args.model), device)
+    if sync_encoder is not None:
+        source["sync_encoder"] = sync_sha
+    encoder = ClipEncoder(av, vae, preset, device, source, sync_encoder=sync_encoder)
     report = preencode(table, encoder, Path(args.out), shard_size=args.shard_size, batch_size=args.batch_size,
                        workers=args.workers, rank=args.rank, world=args.world, progress=not args.quiet)
     print(report.summary())
