@@ -189,6 +189,26 @@ def test_a_sync_encoder_adds_sync_features_from_the_clips_dense_frames(tmp_path,
 
     item = StoreDataset(store, audio=False)[(2, 0)]
     assert item["sync_features"].dtype == np.float32 and item["sync_features"].shape == (w, d)
+
+    # The ldm stage feeds the stored features to the loss (and its samples), from the store alone.
+    from action2sound.training.ldm import LDMStage
+
+    nodrop = dataclasses.replace(TINY, diffusion=dataclasses.replace(TINY.diffusion, p_drop_video=0.0))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        stage = LDMStage(nodrop, nodrop.train.ldm)
+    with torch.no_grad():
+        for q in stage.model.parameters():
+            q.add_(0.01)  # as if trained: the stream's zero-initialised input weights now matter
+    batch = default_collate([StoreDataset(store, audio=False)[(k, 0)] for k in range(3)])
+    without = {k: v for k, v in batch.items() if k != "sync_features"}
+    with torch.no_grad():
+        fed = float(stage.compute_loss(batch, torch.Generator().manual_seed(0)))
+        null = float(stage.compute_loss(without, torch.Generator().manual_seed(0)))
+        assert fed != null
+        z = stage.generate(batch, torch.Generator().manual_seed(0), steps=2)
+        z0 = stage.generate(without, torch.Generator().manual_seed(0), steps=2)
+    assert z.shape == (3, *TINY.latent_shape) and not torch.equal(z, z0)
     with pytest.raises(Action2SoundError, match="sync stream is off"):
         off = dataclasses.replace(TINY, sync_stream=dataclasses.replace(TINY.sync_stream, enabled=False))
         ClipEncoder(encoder.av, encoder.vae, off, sync_encoder=sync_enc)
