@@ -5,8 +5,8 @@ A run directory holds one folder per stage (`RUN/av`, `RUN/vae`, `RUN/vocoder`, 
 TensorBoard when it is installed), `weights.safetensors` (the inference weights; EMA for ldm) and
 `summary.json` (steps, wall time, final metrics). `export RUN` collects the stages into a model directory.
 
-Order: av and vae train on decoded clips; `preencode` then runs both once per clip into a store; ldm trains
-on the store. The vocoder is independent of the rest.
+Order: av and vae (and, for a preset with the sync stream, sync_encoder) train on decoded clips; `preencode`
+then runs them once per clip into a store; ldm trains on the store. The vocoder is independent of the rest.
 
 Precision is fp32 on a CPU and bf16-mixed on GPUs; several GPUs or nodes use DDP (see docs/TRAINING.md for
 torchrun and SLURM). `resume=True` continues from `last.ckpt` exactly: step, optimiser and scheduler state,
