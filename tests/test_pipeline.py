@@ -418,8 +418,9 @@ def test_release_sampling_conditions_on_a_seeded_posterior_sample(pipe, env):
 def test_a_model_without_a_sync_encoder_passes_no_stream(env, pipe, spy):
     calls, _ = spy
     assert pipe.sync_encoder is None
-    _one(pipe, _clip(env, "a2s-0-0000"), ambient="none", steps=2)
+    res = _one(pipe, _clip(env, "a2s-0-0000"), ambient="none", steps=2)
     assert calls and all(c["sync"] is None for c in calls)
+    assert res.metadata["sync_stream"] == "null"  # the tiny ldm has the stream, this model no encoder for it
 
 
 @pytest.mark.parametrize("m", [2, -1])
@@ -446,7 +447,7 @@ def test_the_sync_stream_reaches_the_sampler_and_moves_with_the_video(tmp_path, 
         path = tmp_path / f"{name}.mp4"
         media.write_video(path, frames, fps=1.0 / dt, frame_times=frame_times, crf=0)  # lossless
         calls.clear()
-        _one(pipe_s, path, ambient="none", steps=2)
+        assert _one(pipe_s, path, ambient="none", steps=2).metadata["sync_stream"] == "encoder"
         (call,) = calls  # the video is a little longer than a window (the last column is padding): 2 windows
         assert call["sync"].shape[1:] == (p.latent_shape[2], p.sync_stream.feature_dim)
         features.append(call["sync"][0])  # the first window, from t = 0

@@ -768,6 +768,9 @@ class Pipeline:
             "crossfade_seconds": opts.overlap, "peak": round(float(np.max(np.abs(audio))) if audio.size else 0.0, 6),
             "timings": timings, "versions": {"action2sound": __version__, "torch": torch.__version__},
         }
+        if getattr(self.ldm, "sync", None) is not None:
+            # "encoder": the video's sync stream was fed; "null": the model has the stream but no encoder for it.
+            metadata["sync_stream"] = "encoder" if job.sync is not None else "null"
         return GenerationResult(audio, p.sample_rate, metadata, job.path)
 
     def _index_info(self) -> dict[str, Any] | None:
