@@ -19,8 +19,11 @@ class Assets:
     index: Path
 
 
-def tiny_model_dir(root: Path, seed: int = 0) -> Path:
-    """Export a tiny-preset model directory with random weights, the way `train` + `export` make one."""
+def tiny_model_dir(root: Path, seed: int = 0, sync_encoder: bool = False) -> Path:
+    """Export a tiny-preset model directory with random weights, the way `train` + `export` make one.
+
+    sync_encoder: ship a random sync stream encoder too (the tiny preset's ldm has the stream).
+    """
     from action2sound.config import preset
     from action2sound.weights import build_component, export, save_weights
 
@@ -29,7 +32,7 @@ def tiny_model_dir(root: Path, seed: int = 0) -> Path:
     # Module initialisers draw from the global generator: fork it so the test session's state is untouched.
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        for component in ("av", "vae", "ldm", "vocoder"):
+        for component in ("av", "vae", "ldm", "vocoder") + (("sync_encoder",) if sync_encoder else ()):
             module = build_component(component, p)
             save_weights(run / component / "weights.safetensors", module.state_dict(), component, p)
     return export(run, root / "model", fp16=False)

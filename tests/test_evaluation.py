@@ -269,6 +269,15 @@ def test_evaluate_runs_end_to_end_and_resumes(env, tmp_path, capsys):
     for name in ("results.md", "controllability.png", "spectrograms.png"):
         assert (out / name).stat().st_size > 0
     assert "| ground truth |" in (out / "results.md").read_text()
+    # Issue 10's metrics, pooled from the records, with the centre impulse beside them.
+    gt = summary["groundtruth"]
+    refs = [r for r in records if r["seed"] is None]
+    hits, n_ref, n_est = (sum(r["onset_tol"]["100ms"][i] for r in refs) for i in range(3))
+    assert gt["onset_f1@100ms"] == pytest.approx(2.0 * hits / (n_ref + n_est))
+    assert gt["onset_f1@50ms"] <= gt["onset_f1@100ms"]
+    assert 0.0 <= gt["onset_ap"] <= 1.0 and gt["off_centre_contacts"] == sum(r["off_centre"][1] for r in refs)
+    assert gt["centre_impulse_f1@50ms"] == pytest.approx(np.mean([r["centre_impulse"]["f1@50ms"] for r in refs]))
+    assert "F1 ±50 ms" in (out / "results.md").read_text()
 
     # A rerun skips everything; a killed run's half-written last line is redone.
     lines = (out / "records.jsonl").read_text().splitlines()

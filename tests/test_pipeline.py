@@ -39,9 +39,10 @@ def spy(monkeypatch):
     calls, guidance = [], []
     real_sample, real_guided = pipeline.sample_windows, sampling.guided
 
-    def sample_windows(ldm, tokens, audio, noise, options, preset):
-        z = real_sample(ldm, tokens, audio, noise, options, preset)
-        calls.append({"audio": [None if a is None else a.detach().clone() for a in audio], "z": z.clone()})
+    def sample_windows(ldm, tokens, audio, noise, options, preset, sync=None):
+        z = real_sample(ldm, tokens, audio, noise, options, preset, sync=sync)
+        calls.append({"audio": [None if a is None else a.detach().clone() for a in audio], "z": z.clone(),
+                      "sync": None if sync is None else sync.detach().clone()})
         return z
 
     def guided(model_fn, full, null_video, null_audio, w_video, w_audio=1.0):
@@ -412,3 +413,52 @@ def test_release_sampling_conditions_on_a_seeded_posterior_sample(pipe, env):
     latent, source = release.clip_latent(index_row)
     assert source == "store"
     torch.testing.assert_close(latent, ((s_mean + s_std * eps[0]) * sf), atol=1e-5, rtol=0)
+
+
+def test_a_model_without_a_sync_encoder_passes_no_stream(env, pipe, spy):
+    calls, _ = spy
+    assert pipe.sync_encoder is None
+    res = _one(pipe, _clip(env, "a2s-0-0000"), ambient="none", steps=2)
+    assert calls and all(c["sync"] is None for c in calls)
+    assert res.metadata["sync_stream"] == "null"  # the tiny ldm has the stream, this model no encoder for it
+
+
+@pytest.mark.parametrize("m", [2, -1])
+def test_the_sync_stream_reaches_the_sampler_and_moves_with_the_video(tmp_path, spy, m):
+    from generation_factory import tiny_model_dir
+
+    from action2sound.models.sync_stream import frames_per_column, sync_frame_times
+
+    calls, _ = spy
+    pipe_s = load_pipeline(tiny_model_dir(tmp_path, sync_encoder=True), device="cpu")
+    p = pipe_s.preset
+    assert pipe_s.sync_encoder is not None and pipe_s.ldm.sync is not None
+    times = sync_frame_times(p)
+    r = frames_per_column(p.sync_stream, p.audio, p.vae.downsample)
+    n, dt, k = len(times), times[1] - times[0], r * m  # k frames of the stream: m columns
+    # One frame per sync time, shown from a quarter frame before it, so the frame read at time i is frame i.
+    frame_times = np.concatenate([[0.0], times[1:] - dt / 4])
+    rng = np.random.default_rng(0)
+    ext = rng.integers(0, 256, (n + 2 * abs(k), 32, 32, 3), dtype=np.uint8)
+    base = ext[abs(k): abs(k) + n]
+    moved = ext[abs(k) - k: abs(k) - k + n]  # moved[i] = base[i - k]: the same video, k frames later
+    features = []
+    for name, frames in (("base", base), ("moved", moved)):
+        path = tmp_path / f"{name}.mp4"
+        media.write_video(path, frames, fps=1.0 / dt, frame_times=frame_times, crf=0)  # lossless
+        calls.clear()
+        assert _one(pipe_s, path, ambient="none", steps=2).metadata["sync_stream"] == "encoder"
+        (call,) = calls  # the video is a little longer than a window (the last column is padding): 2 windows
+        assert call["sync"].shape[1:] == (p.latent_shape[2], p.sync_stream.feature_dim)
+        features.append(call["sync"][0])  # the first window, from t = 0
+    with torch.no_grad():
+        direct = pipe_s.sync_encoder.video_features(torch.from_numpy(media.read_frames_at(
+            tmp_path / "base.mp4", times, size=p.sync_stream.size, resize=p.video.resize))[None])[0]
+    torch.testing.assert_close(features[0], direct)  # what reaches the sampler is the encoder's features
+    a, b = features
+    # Columns whose features see past the window's frames (difference + two temporal convolutions) or the
+    # moved video's first frames differ; all the others move by exactly m columns.
+    e = int(np.ceil((1 + 2 * (p.sync_stream.temporal_kernel // 2)) / r)) + 1 + abs(m)
+    w = a.shape[0]
+    assert not torch.allclose(a[e: w - e], a[e - 1: w - e - 1])  # the features vary over time
+    torch.testing.assert_close(b[e + m: w - e + m], a[e: w - e], rtol=1e-4, atol=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -155,3 +156,59 @@ def test_store_refuses_other_clips_or_networks(tmp_path, table, encoder):
         preencode(table, other, out, shard_size=4, progress=False)
     with pytest.raises(Action2SoundError, match="not a store"):
         Store(tmp_path)
+
+
+def test_a_sync_encoder_adds_sync_features_from_the_clips_dense_frames(tmp_path, table, encoder):
+    from action2sound import media
+    from action2sound.data.store import decode_clip, store_fields
+    from action2sound.models.sync_stream import SyncEncoder, sync_frame_times
+    from action2sound.training.data import StoreDataset
+
+    assert TINY.sync_stream.enabled
+    assert "sync_features" not in encoder.fields  # no sync encoder: no sync field
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        sync_enc = SyncEncoder(TINY).eval()
+    with_sync = ClipEncoder(encoder.av, encoder.vae, TINY, source={"av": "a", "vae": "v", "sync_encoder": "s"},
+                            sync_encoder=sync_enc)
+    w, d = TINY.latent_shape[2], TINY.sync_stream.feature_dim
+    assert with_sync.fields["sync_features"] == ((w, d), "float16") == store_fields(TINY)["sync_features"]
+    preencode(table, with_sync, tmp_path / "s", shard_size=3, batch_size=4, progress=False)
+    store = Store(tmp_path / "s")
+    assert store.column("sync_features").shape == (8, w, d)
+
+    clip = table[2]
+    frames = decode_clip(clip, TINY, frames=False, audio=False, sync=True)["sync_frames"]
+    expected = media.read_frames_at(clip.media_path, clip.media_start + sync_frame_times(TINY),
+                                    size=TINY.sync_stream.size, resize=TINY.video.resize)
+    np.testing.assert_array_equal(frames, expected)
+    with torch.no_grad():
+        direct = sync_enc.video_features(torch.from_numpy(frames)[None])[0].numpy()
+    np.testing.assert_allclose(store.get("sync_features", 2).astype(np.float32), direct, atol=2e-3, rtol=2e-3)
+    assert np.abs(direct).max() > 0  # a random encoder's features are not all zero
+
+    item = StoreDataset(store, audio=False)[(2, 0)]
+    assert item["sync_features"].dtype == np.float32 and item["sync_features"].shape == (w, d)
+
+    # The ldm stage feeds the stored features to the loss (and its samples), from the store alone.
+    from action2sound.training.ldm import LDMStage
+
+    nodrop = dataclasses.replace(TINY, diffusion=dataclasses.replace(TINY.diffusion, p_drop_video=0.0))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        stage = LDMStage(nodrop, nodrop.train.ldm)
+    with torch.no_grad():
+        for q in stage.model.parameters():
+            q.add_(0.01)  # as if trained: the stream's zero-initialised input weights now matter
+    batch = default_collate([StoreDataset(store, audio=False)[(k, 0)] for k in range(3)])
+    without = {k: v for k, v in batch.items() if k != "sync_features"}
+    with torch.no_grad():
+        fed = float(stage.compute_loss(batch, torch.Generator().manual_seed(0)))
+        null = float(stage.compute_loss(without, torch.Generator().manual_seed(0)))
+        assert fed != null
+        z = stage.generate(batch, torch.Generator().manual_seed(0), steps=2)
+        z0 = stage.generate(without, torch.Generator().manual_seed(0), steps=2)
+    assert z.shape == (3, *TINY.latent_shape) and not torch.equal(z, z0)
+    with pytest.raises(Action2SoundError, match="sync stream is off"):
+        off = dataclasses.replace(TINY, sync_stream=dataclasses.replace(TINY.sync_stream, enabled=False))
+        ClipEncoder(encoder.av, encoder.vae, off, sync_encoder=sync_enc)

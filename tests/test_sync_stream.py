@@ -130,6 +130,58 @@ def test_injection_starts_as_no_change_and_the_null_stream_never_changes_anythin
         ldm(x, t, ctx, sync[:, :5])
 
 
+def _trained_like_ldm(p):
+    torch.manual_seed(0)
+    ldm = LatentDiffusion.from_preset(p).eval()
+    with torch.no_grad():
+        for q in ldm.parameters():  # as if trained: the stream's zero-initialised weights now matter
+            q.add_(0.01)
+    return ldm
+
+
+@pytest.mark.parametrize("p_drop_video", [0.0, 1.0])
+def test_loss_feeds_the_stream_and_drops_it_with_the_video(p_drop_video):
+    p = preset("tiny")
+    p = dataclasses.replace(p, diffusion=dataclasses.replace(p.diffusion, p_drop_video=p_drop_video))
+    ldm = _trained_like_ldm(p)
+    x0 = torch.randn(2, *p.latent_shape)
+    video = torch.randn(2, p.video.num_frames, p.av.video_hidden)
+    sync = torch.randn(2, p.latent_shape[2], p.sync_stream.feature_dim)
+
+    def loss(s):
+        with torch.no_grad():
+            return float(ldm.loss(x0, video, None, torch.Generator().manual_seed(3), sync=s))
+
+    assert loss(None) == loss(torch.zeros_like(sync))  # None is the null stream
+    if p_drop_video == 1.0:
+        assert loss(sync) == loss(None)  # the video condition dropped: the stream with it
+    else:
+        assert loss(sync) != loss(None)
+
+
+@pytest.mark.parametrize("w_audio", [1.0, 2.0])
+def test_guidance_gives_the_null_video_branch_the_zero_stream(w_audio):
+    from action2sound.sampling import guided
+
+    p = preset("tiny")
+    ldm = _trained_like_ldm(p)
+    x = torch.randn(2, *p.latent_shape)
+    t = torch.tensor([10, 500])
+    full = ldm.context(torch.randn(2, p.video.num_frames, p.av.video_hidden), None, batch_size=2)
+    null = ldm.context(None, None, batch_size=2)
+    sync = torch.randn(2, p.latent_shape[2], p.sync_stream.feature_dim)
+    w = 3.0
+    with torch.no_grad():
+        got = guided(ldm.guided_model_fn(sync, w, w_audio), full, null, full, w, w_audio)(x, t)
+        f, n = ldm(x, t, full, sync), ldm(x, t, null, torch.zeros_like(sync))
+        a = ldm(x, t, full, sync)  # the "null audio" context is the full one here: same stream as full
+        expected = f + (w - 1.0) * (f - n) + (w_audio - 1.0) * (f - a)
+        torch.testing.assert_close(got, expected)
+        assert ldm.guided_model_fn(None, w) is ldm and ldm.guided_model_fn(sync, w) is not ldm
+        with pytest.raises(ValueError, match="same weights"):
+            guided(ldm.guided_model_fn(sync, w, 1.0), full, null, full, w, 2.0)(x, t)
+
+
 def test_sync_stream_is_on_for_tiny_and_small_and_off_for_paper():
     assert PRESETS["tiny"].sync_stream.enabled and PRESETS["small"].sync_stream.enabled
     assert not PRESETS["paper"].sync_stream.enabled
@@ -233,3 +285,38 @@ def test_camera_compensation_removes_a_whole_pixel_pan():
     hand[..., 10:14, 10:14] = 1.0  # something moved in the scene as well
     d = camera_compensated_difference(hand, prev)
     assert d[..., 10:14, 10:14].abs().sum() > 0 and d[..., 20:, 20:].abs().sum() == 0
+
+
+def test_train_sync_encoder_stage_then_export_and_load(bench, tmp_path):
+    from action2sound.training import train
+    from action2sound.weights import build_component, export, load_model_dir, load_sync_encoder, save_weights
+
+    p = preset("tiny")
+    run = tmp_path / "run"
+    result = train("sync_encoder", "tiny", bench / "all.tsv", run, max_steps=2, progress=False, val_clips=4,
+                   overrides=["train.sync_encoder.batch_size=4"])
+    assert result.steps == 2 and result.weights.is_file()
+    assert "val/shift_accuracy" in result.metrics
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for component in ("vae", "ldm"):
+            save_weights(run / component / "weights.safetensors", build_component(component, p).state_dict(),
+                         component, p)
+    out = export(run, tmp_path / "model", fp16=False)
+    manifest = json.loads((out / "model.json").read_text())
+    assert "sync_encoder" in manifest["files"]
+    loaded = load_model_dir(out)
+    from action2sound.weights import read_weights
+
+    tensors, _ = read_weights(result.weights, "sync_encoder")
+    got = loaded.sync_encoder.state_dict()
+    assert set(got) == set(tensors) and all(torch.equal(got[k], tensors[k]) for k in tensors)
+    enc, sha = load_sync_encoder(out)
+    assert enc is not None and sha == manifest["files"]["sync_encoder"]["sha256"]
+
+    # An ldm without the stream (paper-like) never ships the encoder, even when the run has one.
+    off = preset_from_dict({**p.to_dict(), "sync_stream": {"enabled": False}})
+    save_weights(run / "ldm" / "weights.safetensors", build_component("ldm", off).state_dict(), "ldm", off)
+    out2 = export(run, tmp_path / "model2", fp16=False)
+    assert "sync_encoder" not in json.loads((out2 / "model.json").read_text())["files"]
+    assert load_model_dir(out2).sync_encoder is None and load_sync_encoder(out2) == (None, None)

@@ -139,7 +139,7 @@ def _cmd_preencode(args: argparse.Namespace) -> None:
 
     from .data.store import ClipEncoder, preencode
     from .data.splits import load_clip_table
-    from .weights import load_encoders
+    from .weights import load_encoders, load_sync_encoder
 
     if args.device:
         device = args.device
@@ -149,7 +149,10 @@ def _cmd_preencode(args: argparse.Namespace) -> None:
         device = "cpu"
     table = load_clip_table(args.data)
     av, vae, preset, source = load_encoders(Path(args.model), device)
-    encoder = ClipEncoder(av, vae, preset, device, source)
+    sync_encoder, sync_sha = load_sync_encoder(Path(args.model), device)
+    if sync_encoder is not None:
+        source["sync_encoder"] = sync_sha
+    encoder = ClipEncoder(av, vae, preset, device, source, sync_encoder=sync_encoder)
     report = preencode(table, encoder, Path(args.out), shard_size=args.shard_size, batch_size=args.batch_size,
                        workers=args.workers, rank=args.rank, world=args.world, progress=not args.quiet)
     print(report.summary())
@@ -166,10 +169,11 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one stage (av, vae, vocoder, ldm) into a run folder")
-    p.add_argument("stage", choices=["av", "vae", "vocoder", "ldm", "sync"],
-                   help="sync: the AV-Sync classifier of `evaluate` (uses the preset's train.av settings)")
+    p.add_argument("stage", choices=["av", "vae", "vocoder", "ldm", "sync", "sync_encoder"],
+                   help="sync: the AV-Sync classifier of `evaluate` (uses the preset's train.av settings); "
+                        "sync_encoder: the sync stream's encoder (exported with the model, used by preencode)")
     p.add_argument("--preset", default="tiny", help="tiny (CPU, seconds), small, or paper (default tiny)")
-    p.add_argument("--data", help="av/vae/vocoder/sync: a clip table, an Ego4D-Sounds TSV or a benchmark folder; "
+    p.add_argument("--data", help="av/vae/vocoder/sync/sync_encoder: a clip table, an Ego4D-Sounds TSV or a benchmark folder; "
                                   "ldm: a store folder (`preencode`)")
     p.add_argument("--out", required=True, help="run folder; the stage writes RUN/<stage>/")
     p.add_argument("--resume", action="store_true", help="continue RUN/<stage> from its last checkpoint")

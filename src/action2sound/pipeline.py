@@ -45,6 +45,7 @@ from .errors import Action2SoundError
 from .indexing import INDEX_DIRNAME, Retrieval, load_retrieval
 from . import mel_bridge
 from .mel import fit_wave, mel_to_vocoder_input, mel_to_wave_griffinlim
+from .models.sync_stream import sync_frame_times
 from .models.vae import decode_latent
 from .models.vocoder import load_universal_hifigan, vocode
 from .plotting import render_png
@@ -268,12 +269,14 @@ class _Clock:
 # ============================================================================================== model steps
 def sample_windows(
     ldm: torch.nn.Module, video_tokens: torch.Tensor, audio_latents: list[torch.Tensor | None],
-    noise: torch.Tensor, options: GenerateOptions, preset: Preset,
+    noise: torch.Tensor, options: GenerateOptions, preset: Preset, sync: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample scaled latents [B, C, F, W] for B windows: video tokens [B, T, D], audio condition per window.
 
     A None audio condition is the learned null. Separate video / audio guidance (`sampling.guided`); the
     audio pass is skipped when no window of the batch has an audio condition (it would equal the full one).
+    sync [B, W, D_s]: the sync stream's column features of each window (None: a model without the stream, or
+    none to give); guidance's null-video pass gets the zero stream (`LatentDiffusion.guided_model_fn`).
     """
     b, dev = video_tokens.shape[0], video_tokens.device
     has_audio = ldm.conditioner.audio is not None and any(a is not None for a in audio_latents)
@@ -288,7 +291,8 @@ def sample_windows(
         return sampling.sample_release(sampling.release_guided(ldm, full, options.video_guidance),
                                        (b, *preset.latent_shape), options.sampler, options.steps,
                                        noise=noise.to(dev), diffusion=preset.diffusion, device=dev)
-    denoiser = sampling.guided(ldm, full, null_video, null_audio, options.video_guidance, w_audio)
+    model_fn = ldm if sync is None else ldm.guided_model_fn(sync.to(dev), options.video_guidance, w_audio)
+    denoiser = sampling.guided(model_fn, full, null_video, null_audio, options.video_guidance, w_audio)
     return sampling.sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
                   diffusion=preset.diffusion, device=dev)
 
@@ -499,6 +503,7 @@ class _Job:
     query: np.ndarray  # [E] unit video embedding (mean over windows)
     noise: torch.Tensor  # [n_windows, C, F, W] on the CPU
     clock: _Clock
+    sync: torch.Tensor | None = None  # [n_windows, W, D_s]: the sync stream's column features, when the model has it
     chained: bool = False
     conds: list[torch.Tensor | None] = field(default_factory=list)
     latents: list[torch.Tensor | None] = field(default_factory=list)
@@ -511,13 +516,18 @@ class Pipeline:
 
     def __init__(self, preset: Preset, av: torch.nn.Module, vae: torch.nn.Module, ldm: torch.nn.Module,
                  vocoder: torch.nn.Module | None, device: str | torch.device = "cpu",
-                 retrieval: Retrieval | None = None, model_info: dict[str, Any] | None = None):
+                 retrieval: Retrieval | None = None, model_info: dict[str, Any] | None = None,
+                 sync_encoder: torch.nn.Module | None = None):
         if av is None:
             raise Action2SoundError("the model has no AV model (video tower): generation needs one; export a run "
                                     "that trained the av stage")
         self.preset, self.device = preset, torch.device(device)
         self.av, self.vae, self.ldm = av.to(self.device).eval(), vae.to(self.device).eval(), ldm.to(self.device).eval()
         self.vocoder = vocoder.to(self.device).eval() if vocoder is not None else None
+        # The sync stream's encoder (models/sync_stream.py), used only by an ldm that has the stream: without
+        # one such an ldm gets the null stream, and a model without the stream computes exactly as before.
+        self.sync_encoder = sync_encoder.to(self.device).eval() \
+            if sync_encoder is not None and getattr(ldm, "sync", None) is not None else None
         self.retrieval = retrieval
         self.model_info = dict(model_info or {})
 
@@ -593,7 +603,7 @@ class Pipeline:
             if duration <= 0:
                 raise Action2SoundError(f"{path}: its video stream has no duration; re-export the video")
         total, starts = self._windows(duration, opts)
-        tokens, embs = [], []
+        tokens, embs, syncs = [], [], []
         for chunk in _batched(starts, opts.batch_size):
             # Each window's frames spread over the model's clip length from its first output sample, as training
             # saw them (media.clip_frame_times); frames past the video's end hold its last frame.
@@ -606,6 +616,8 @@ class Pipeline:
                 tok, emb = self.av.encode_frames(frames)  # [B, T, D], [B, E]
                 tokens.append(tok.float())
                 embs.append(emb.cpu())
+            if self.sync_encoder is not None:
+                syncs.append(self._sync_features(path, chunk, clock, opts))
         # The query of a long video is its windows' mean direction: its ambient is the whole video's.
         query = torch.nn.functional.normalize(torch.cat(embs).mean(0), dim=0).numpy()
         g = torch.Generator("cpu").manual_seed(int(opts.seed))
@@ -614,7 +626,25 @@ class Pipeline:
         job_info = {"fps": info.fps, "width": info.width, "height": info.height, "rotation": info.rotation,
                     "has_audio": info.has_audio}
         return _Job(slot, path, duration, total, starts, job_info, torch.cat(tokens), query, noise, clock,
-                    latents=[None] * len(starts), conds=[None] * len(starts))
+                    latents=[None] * len(starts), conds=[None] * len(starts),
+                    sync=torch.cat(syncs) if syncs else None)
+
+    def _sync_features(self, path: Path, chunk: Sequence[int], clock: _Clock, opts: GenerateOptions
+                       ) -> torch.Tensor:
+        """The sync stream of windows starting at output samples `chunk` -> column features [B, W, D_s].
+
+        Frames at each window's start + sync_frame_times, as the store read them for training; a video slower
+        than the stream's rate gives its nearest frames (media.read_frames_at), so the stream carries the
+        video's own rate; frames past its end hold its last frame.
+        """
+        p, size = self.preset, self.preset.sync_stream.size
+        rel = sync_frame_times(p)
+        times = np.concatenate([s / p.audio.sample_rate + rel for s in chunk])
+        with clock("read"):
+            frames = media.read_frames_at(path, times, size=size, resize=p.video.resize)  # [B*N, s, s, 3]
+        with clock("video_tower"), self._autocast(opts):
+            frames = torch.from_numpy(frames).view(len(chunk), len(rel), size, size, 3).to(self.device)
+            return self.sync_encoder.video_features(frames).float()
 
     # ------------------------------------------------------------------------------------------- step 3
     @property
@@ -685,9 +715,12 @@ class Pipeline:
                 t0 = time.perf_counter()
                 tokens = torch.stack([job.tokens[k] for job, k in chunk])
                 noise = torch.stack([job.noise[k] for job, k in chunk])
+                # Only a model with the stream gets the keyword: without it the call is the one it always was.
+                stream = {"sync": torch.stack([job.sync[k] for job, k in chunk])} \
+                    if chunk[0][0].sync is not None else {}
                 with self._autocast(opts):
                     z = sample_windows(self.ldm, tokens, [job.conds[k] for job, k in chunk], noise, opts,
-                                       self.preset).float()
+                                       self.preset, **stream).float()
                 for (job, k), zk in zip(chunk, z):
                     job.latents[k] = zk
                     if job.chained and k + 1 < len(job.starts):
@@ -735,6 +768,9 @@ class Pipeline:
             "crossfade_seconds": opts.overlap, "peak": round(float(np.max(np.abs(audio))) if audio.size else 0.0, 6),
             "timings": timings, "versions": {"action2sound": __version__, "torch": torch.__version__},
         }
+        if getattr(self.ldm, "sync", None) is not None:
+            # "encoder": the video's sync stream was fed; "null": the model has the stream but no encoder for it.
+            metadata["sync_stream"] = "encoder" if job.sync is not None else "null"
         return GenerationResult(audio, p.sample_rate, metadata, job.path)
 
     def _index_info(self) -> dict[str, Any] | None:
@@ -790,7 +826,8 @@ def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "au
     retrieval = None
     if index is not None or folder.is_dir():
         retrieval = load_retrieval(folder, av_hash, md.preset)
-    return Pipeline(preset, md.av, md.vae, md.ldm, chosen_vocoder, dev, retrieval, info)
+    return Pipeline(preset, md.av, md.vae, md.ldm, chosen_vocoder, dev, retrieval, info,
+                    sync_encoder=md.sync_encoder)
 
 
 def _choose_vocoder(model_dir: Path, md: Any, vocoder: str, dev: torch.device) -> tuple[torch.nn.Module | None, str]:

@@ -13,6 +13,8 @@ A MODEL DIRECTORY is what `export` writes and the pipeline reads::
     vocoder.json         {"kind": "universal-hifigan"} | {"kind": "file", "file": "vocoder.safetensors"}
                          | {"kind": "griffinlim"}
     vocoder.safetensors  a trained HiFi-GAN generator, when there is one
+    sync_encoder.safetensors  the sync stream's encoder (models/sync_stream.py), when the preset's stream is
+                         enabled and the run trained one; without it the pipeline feeds the null (zero) stream
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from .config import Preset, preset_from_dict
 from .errors import Action2SoundError
 
 FORMAT = "action2sound/1"
-COMPONENTS = ("av", "vae", "ldm", "vocoder")
+COMPONENTS = ("av", "vae", "ldm", "vocoder", "sync_encoder")
 # Weights files that are not part of a model directory: the AV-Sync classifier of evaluation (`train sync`).
 EXTRA_COMPONENTS = ("sync",)
 MODEL_JSON = "model.json"
@@ -220,6 +222,10 @@ def build_component(component: str, preset: Preset, meta: bool = False) -> torch
         from .models.vocoder import build_hifigan
 
         return build_hifigan(preset.audio, preset.vocoder)
+    if component == "sync_encoder":
+        from .models.sync_stream import SyncEncoder
+
+        return SyncEncoder(preset)
     raise ValueError(f"unknown component {component!r}; one of {COMPONENTS}")
 
 
@@ -268,6 +274,28 @@ def load_encoders(path: str | os.PathLike, device: str | torch.device = "cpu"
     return av, vae, preset, {"av": file_sha256(av_file), "vae": file_sha256(vae_file)}
 
 
+def load_sync_encoder(path: str | os.PathLike, device: str | torch.device = "cpu"
+                      ) -> tuple[torch.nn.Module | None, str | None]:
+    """The sync stream's encoder of a model directory or a training run for pre-encoding -> (module, SHA-256).
+
+    (None, None) when there is none, or when the preset's stream is off: the store then has no sync features.
+    """
+    path = Path(path)
+    if (path / MODEL_JSON).is_file():
+        manifest = read_model_json(path)
+        entry = manifest["files"].get("sync_encoder")
+        preset = preset_from_dict(manifest["preset"])
+        if entry is None or not preset.sync_stream.enabled:
+            return None, None
+        module, _ = load_component(path / entry["file"], "sync_encoder", device, preset)
+        return module, entry["sha256"]
+    f = _stage_weights(path, "sync_encoder") if path.is_dir() else None
+    if f is None:
+        return None, None
+    module, preset = load_component(f, "sync_encoder", device)
+    return (module, file_sha256(f)) if preset.sync_stream.enabled else (None, None)
+
+
 # ---------------------------------------------------------------------------------------- the model directory
 @dataclass(frozen=True)
 class ModelDir:
@@ -280,6 +308,7 @@ class ModelDir:
     ldm: torch.nn.Module
     vocoder: torch.nn.Module | None  # None: Griffin-Lim
     vocoder_kind: str
+    sync_encoder: torch.nn.Module | None = None  # the sync stream's encoder, when the model has one
 
 
 def _stage_weights(run_dir: Path, stage: str) -> Path | None:
@@ -309,13 +338,18 @@ def merge_presets(parts: Mapping[str, Preset]) -> Preset:
                                     "was trained on; re-run preencode and ldm with this VAE")
     if "vocoder" in parts:
         base = dataclasses.replace(base, vocoder=parts["vocoder"].vocoder)
+    if "sync_encoder" in parts and base.sync_stream.enabled:
+        if parts["sync_encoder"].sync_stream != base.sync_stream:
+            raise Action2SoundError("the sync_encoder stage's sync_stream config differs from the ldm's; train "
+                                    "both with the same preset (and pre-encode with this sync encoder)")
     return base
 
 
 def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, fp16: bool = True) -> Path:
     """Collect a training run's stages into a model directory (see the module docstring); returns its path.
 
-    Needs `RUN/vae` and `RUN/ldm`; `RUN/av` (retrieval) and `RUN/vocoder` are optional. Without a trained
+    Needs `RUN/vae` and `RUN/ldm`; `RUN/av` (retrieval), `RUN/vocoder` and `RUN/sync_encoder` (shipped only when
+    the ldm has the sync stream) are optional. Without a trained
     vocoder the reference is the universal HiFi-GAN when the profile is `universal22k`, else Griffin-Lim.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -328,11 +362,13 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, fp16: bool = 
                                     f"with --out {run_dir} first")
     # One component in memory at a time: the presets come from the files' metadata alone.
     loaded = {s: p for s, p in found.items() if p is not None}
+    if "sync_encoder" in loaded and not read_weights_preset(found["ldm"], "ldm").sync_stream.enabled:
+        del loaded["sync_encoder"]  # an ldm without the stream never reads it: not part of this model
     preset = merge_presets({s: read_weights_preset(p, s) for s, p in loaded.items()})
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if fp16 else None
     files: dict[str, dict[str, str]] = {}
-    for name in ("av", "vae", "ldm", "vocoder"):
+    for name in ("av", "vae", "ldm", "vocoder", "sync_encoder"):
         if name not in loaded:
             continue
         tensors, _ = read_weights(loaded[name], name)
@@ -351,9 +387,10 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, fp16: bool = 
         vocoder = {"kind": "griffinlim"}
     (out_dir / VOCODER_JSON).write_text(json.dumps(vocoder, indent=1) + "\n")
     files["vocoder.json"] = {"file": VOCODER_JSON, "sha256": file_sha256(out_dir / VOCODER_JSON)}
-    stale = out_dir / "vocoder.safetensors"
-    if "vocoder" not in loaded and stale.exists():
-        stale.unlink()  # a re-export without a trained vocoder must not leave an old one behind
+    for name in ("vocoder", "sync_encoder"):
+        stale = out_dir / f"{name}.safetensors"
+        if name not in loaded and stale.exists():
+            stale.unlink()  # a re-export without this network must not leave an old one behind
     manifest = {"format": FORMAT, "preset": preset.to_dict(), "files": files, "vocoder": vocoder,
                 "source_run": run_dir.name}
     tmp = out_dir / (MODEL_JSON + ".partial")
@@ -465,7 +502,7 @@ def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu", 
                 raise Action2SoundError(f"{f}: its SHA-256 differs from {MODEL_JSON}; the file was changed or "
                                         "damaged, re-export the model directory")
     modules: dict[str, torch.nn.Module | None] = {}
-    for name in ("av", "vae", "ldm"):
+    for name in ("av", "vae", "ldm", "sync_encoder"):
         if name not in files:
             if name in ("vae", "ldm"):
                 raise Action2SoundError(f"{path}: {MODEL_JSON} lists no {name}; re-export the model directory")
@@ -488,5 +525,5 @@ def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu", 
 
             vocoder = load_universal_hifigan().to(device).eval()
     return ModelDir(path=path, preset=preset, av=modules["av"], vae=modules["vae"], ldm=modules["ldm"],
-                    vocoder=vocoder, vocoder_kind=kind)
+                    vocoder=vocoder, vocoder_kind=kind, sync_encoder=modules["sync_encoder"])
 

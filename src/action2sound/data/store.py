@@ -10,7 +10,9 @@ the diffusion loop. A store is a folder::
 
 Fields: `video_tokens` [T, D] (per-frame max-pooled backbone tokens, float16), `video_emb` / `audio_emb` [E]
 (unit embeddings for retrieval), `latent_mean` / `latent_std` [C, F, W] (the VAE posterior of the clip's mel,
-unscaled: training samples it), `ambient_db` [] (energy of the quietest 0.5 s window, dB).
+unscaled: training samples it), `ambient_db` [] (energy of the quietest 0.5 s window, dB), and, when the
+preset's sync stream is on and the encoding model has a sync encoder, `sync_features` [W, D_s] (one vector per
+latent column, models/sync_stream.py; float16).
 
 Restartable: a shard is written under `shards/.000012.partial-<pid>/` and renamed when complete, so a killed
 run leaves no half shard in place, and a rerun skips finished shards. Several processes share the work by
@@ -55,9 +57,15 @@ AMBIENT_WINDOW_S = 0.5
 log = logging.getLogger(__name__)
 
 
-def store_fields(preset: Preset) -> dict[str, tuple[tuple[int, ...], str]]:
-    """{field: (per-clip shape, numpy dtype name)} of a store encoded with this preset's networks."""
+def store_fields(preset: Preset, sync: bool = True) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{field: (per-clip shape, numpy dtype name)} of a store encoded with this preset's networks.
+
+    sync: whether the encoding networks include a sync encoder; `sync_features` is a field only then and only
+    when the preset's stream is enabled.
+    """
     latent = tuple(preset.latent_shape)
+    sync_fields = {"sync_features": ((latent[2], preset.sync_stream.feature_dim), "float16")} \
+        if sync and preset.sync_stream.enabled else {}
     return {
         "video_tokens": ((preset.video.num_frames, preset.av.video_hidden), "float16"),
         "video_emb": ((preset.av.embed_dim,), "float32"),
@@ -65,24 +73,34 @@ def store_fields(preset: Preset) -> dict[str, tuple[tuple[int, ...], str]]:
         "latent_mean": (latent, "float32"),
         "latent_std": (latent, "float32"),
         "ambient_db": ((), "float32"),
+        **sync_fields,
     }
 
 
 # ---------------------------------------------------------------------------------------------- decoding
-def decode_clip(clip: Clip, preset: Preset, frames: bool = True, audio: bool = True) -> dict[str, np.ndarray]:
-    """One clip -> {"frames": uint8 [T, S, S, 3], "wave": float32 [num_samples], "mel": float32 [n_mels, padded]}.
+def decode_clip(clip: Clip, preset: Preset, frames: bool = True, audio: bool = True,
+                sync: bool = False) -> dict[str, np.ndarray]:
+    """One clip -> {"frames": uint8 [T, S, S, 3], "wave": float32 [num_samples], "mel": float32 [n_mels, padded],
+    "sync_frames": uint8 [N, s, s, 3] (with `sync`)}.
 
     Frames are spread over the clip (VideoConfig); the audio is the clip resampled to the profile's rate and
-    fitted (cut / zero-padded on the right) to one model window.
+    fitted (cut / zero-padded on the right) to one model window; the sync stream's frames are read at
+    `sync_frame_times` from the clip's start (the video's nearest frames where its rate is lower), squashed to
+    sync_stream.size.
     """
     from .. import media
     from ..mel import fit_wave, wave_to_mel
+    from ..models.sync_stream import sync_frame_times
 
     out: dict[str, np.ndarray] = {}
     if frames:
         v = preset.video
         out["frames"] = media.read_frames(clip.media_path, clip.media_start, clip.duration, v.num_frames,
                                           size=v.size, resize=v.resize)
+    if sync:
+        times = clip.media_start + sync_frame_times(preset)
+        out["sync_frames"] = media.read_frames_at(clip.media_path, times, size=preset.sync_stream.size,
+                                                  resize=preset.video.resize)
     if audio:
         p = preset.audio
         wave = fit_wave(media.read_audio(clip.media_path, clip.media_start, clip.duration, p.sample_rate), p)
@@ -92,15 +110,16 @@ def decode_clip(clip: Clip, preset: Preset, frames: bool = True, audio: bool = T
 
 
 class ClipDataset(Dataset):
-    """Decodes clips of a table: item i -> {"index", "video_code", "frames"?, "wave"?, "mel"?} (see decode_clip).
+    """Decodes clips of a table: item i -> {"index", "video_code", "frames"?, "wave"?, "mel"?, "sync_frames"?}
+    (see decode_clip).
 
     `video_code` is the clip's long video as an int (for same-video negatives). An item may be asked for as an
     int or as an (index, epoch) pair, the form the training sampler gives.
     """
 
     def __init__(self, table: ClipTable, preset: Preset, frames: bool = True, audio: bool = True,
-                 cache_bytes: int = 0):
-        self.table, self.preset, self.frames, self.audio = table, preset, frames, audio
+                 cache_bytes: int = 0, sync: bool = False):
+        self.table, self.preset, self.frames, self.audio, self.sync = table, preset, frames, audio, sync
         codes: dict[str, int] = {}
         self.video_codes = np.array([codes.setdefault(c.video_id, len(codes)) for c in table], dtype=np.int64)
         # Decoded clips are kept (per process) until `cache_bytes` are used: a small training set, seen many
@@ -116,7 +135,7 @@ class ClipDataset(Dataset):
         i = item[0] if isinstance(item, tuple) else item
         decoded = self._cache.get(i)
         if decoded is None:
-            decoded = decode_clip(self.table[i], self.preset, self.frames, self.audio)
+            decoded = decode_clip(self.table[i], self.preset, self.frames, self.audio, self.sync)
             size = sum(a.nbytes for a in decoded.values())
             if self._cached_bytes + size <= self.cache_bytes:
                 self._cache[i] = decoded
@@ -129,16 +148,25 @@ class ClipDataset(Dataset):
 
 # ------------------------------------------------------------------------------------------------ encoder
 class ClipEncoder:
-    """The frozen networks of a store: a decoded batch -> {field: float32 array [B, *shape]} on the CPU."""
+    """The frozen networks of a store: a decoded batch -> {field: float32 array [B, *shape]} on the CPU.
+
+    sync_encoder: the sync stream's encoder (models/sync_stream.SyncEncoder), when the preset's stream is on;
+    its `video_features` of the clip's dense frames become the `sync_features` field.
+    """
 
     def __init__(self, av: torch.nn.Module, vae: torch.nn.Module, preset: Preset,
-                 device: str | torch.device = "cpu", source: dict[str, str] | None = None):
+                 device: str | torch.device = "cpu", source: dict[str, str] | None = None,
+                 sync_encoder: torch.nn.Module | None = None):
+        if sync_encoder is not None and not preset.sync_stream.enabled:
+            raise Action2SoundError("a sync encoder was given but the preset's sync stream is off "
+                                    "(sync_stream.enabled=false); drop the encoder or use a preset with the stream")
         self.av = av.to(device).eval()
         self.vae = vae.to(device).eval()
+        self.sync_encoder = sync_encoder.to(device).eval() if sync_encoder is not None else None
         self.preset, self.device = preset, torch.device(device)
         # SHA-256 of the weights files the networks came from (recorded in store.json; a rerun checks them).
         self.source = dict(source or {})
-        self.fields = store_fields(preset)
+        self.fields = store_fields(preset, sync=sync_encoder is not None)
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -156,7 +184,7 @@ class ClipEncoder:
         mean, std = encode_mel(self.vae, mel)  # the VAE in fp32: its posterior is the training target
         rate = self.preset.audio.sample_rate
         ambient = [ambient_level_db(w, rate, AMBIENT_WINDOW_S) for w in batch["wave"].numpy()]
-        return {
+        out = {
             "video_tokens": tokens.float().cpu().numpy(),
             "video_emb": video_emb.cpu().numpy(),
             "audio_emb": audio_emb.cpu().numpy(),
@@ -164,6 +192,10 @@ class ClipEncoder:
             "latent_std": std.float().cpu().numpy(),
             "ambient_db": np.asarray(ambient, dtype=np.float32),
         }
+        if self.sync_encoder is not None:
+            # fp32: the features are small, and the store keeps them as float16 anyway.
+            out["sync_features"] = self.sync_encoder.video_features(batch["sync_frames"].to(dev)).float().cpu().numpy()
+        return out
 
 
 class _nullcontext:
@@ -420,7 +452,8 @@ def preencode(
             shutil.rmtree(stale, ignore_errors=True)
     rows = np.concatenate([np.arange(s * shard_size, min((s + 1) * shard_size, len(table))) for s in mine]) \
         if mine else np.zeros(0, dtype=np.int64)
-    loader = DataLoader(_ShardClips(ClipDataset(table, preset), rows), batch_size=batch_size, shuffle=False,
+    clips = ClipDataset(table, preset, sync="sync_features" in fields)
+    loader = DataLoader(_ShardClips(clips, rows), batch_size=batch_size, shuffle=False,
                         num_workers=workers, persistent_workers=False)
     bar = tqdm(total=len(rows), unit="clip", desc=f"preencode rank {rank}/{world}", disable=not progress,
                dynamic_ncols=True, smoothing=0.1)

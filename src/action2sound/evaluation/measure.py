@@ -107,6 +107,14 @@ class Measurer:
                             "n_estimated": score.n_estimated}
             rec["onsets"] = [round(float(t), 4) for t in onsets]
             rec["hallucinated"] = bm.hallucinated_onsets(onsets, ctx.events)
+            # Issue 10's metrics that can tell sync: F1 at +-50 / +-100 ms, AP, contacts away from the centre,
+            # and the centre impulse's scores on the same clip (any score it matches cannot show sync).
+            rec["onset_tol"] = {f"{round(tol * 1000)}ms": [s.hits, s.n_reference, s.n_estimated]
+                                for tol, s in bm.contact_onset_scores(onsets, ctx.events, duration).items()}
+            times, strengths = bm.scored_onsets(wave, self.rate)
+            rec["onset_ap"] = rounded(bm.onset_ap(bm.visible_contacts(ctx.events, duration), times, strengths))
+            rec["off_centre"] = list(bm.off_centre_recall(onsets, ctx.events, duration))
+            rec["centre_impulse"] = {k: rounded(v) for k, v in bm.centre_impulse_scores(ctx.events, duration).items()}
             rec["seconds"] = round(duration, 4)
             stem_rate_wave = resample(wave, self.rate, ctx.gt_stem_rate)
             rec["leakage"] = rounded(bm.ambient_leakage(stem_rate_wave, ctx.action_stem, ctx.gt_stem_rate))

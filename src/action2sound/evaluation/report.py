@@ -44,6 +44,7 @@ def _pooled(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         m["leakage"] = _mean([r.get("leakage") for r in records])
         m["leakage_median"] = (float(np.median([r["leakage"] for r in records if r.get("leakage") is not None]))
                                if any(r.get("leakage") is not None for r in records) else None)
+    m.update(_sync_metrics(records))
     kinds = [r["kind"] for r in records if "kind" in r]
     if kinds and sum(k[1] for k in kinds):
         m["kind_accuracy"] = sum(k[0] for k in kinds) / sum(k[1] for k in kinds)
@@ -55,6 +56,35 @@ def _pooled(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         m["controllability_slope"] = rounded(c.slope)
         m["condition_ambient_db"] = _mean([p[0] for p in pairs])
         m["ambient_error_db"] = _mean([abs(p[1] - p[0]) for p in pairs])
+    return m
+
+
+def _sync_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 10's onset metrics, pooled as onset_f1 is, with the centre-impulse baseline on the same clips.
+
+    onset_f1@50ms / @100ms (micro F1), onset_ap (mean over clips with contacts), off_centre_recall (found /
+    total contacts > 0.5 s from the window centre), and centre_impulse_* the same for the centre impulse.
+    Records written before these existed contribute nothing.
+    """
+    m: dict[str, Any] = {}
+    tol = [r["onset_tol"] for r in records if "onset_tol" in r]
+    if not tol:
+        return m
+    for key in tol[0]:
+        hits = sum(t[key][0] for t in tol)
+        n = sum(t[key][1] + t[key][2] for t in tol)
+        m[f"onset_f1@{key}"] = 2.0 * hits / n if n else None
+    m["onset_ap"] = _mean([r.get("onset_ap") for r in records if "onset_tol" in r])
+    off = [r["off_centre"] for r in records if "off_centre" in r]
+    total = sum(o[1] for o in off)
+    m["off_centre_recall"] = sum(o[0] for o in off) / total if total else None
+    m["off_centre_contacts"] = total
+    centre = [r["centre_impulse"] for r in records if "centre_impulse" in r]
+    for key in ("f1@50ms", "f1@100ms", "ap"):
+        m[f"centre_impulse_{key}"] = _mean([c.get(key) for c in centre])
+    c_total = sum(c.get("off_centre_total") or 0.0 for c in centre)
+    m["centre_impulse_off_centre_recall"] = (sum(c.get("off_centre_found") or 0.0 for c in centre) / c_total
+                                             if c_total else None)
     return m
 
 
@@ -120,7 +150,10 @@ def summarise(records: list[dict[str, Any]], out: Path, settings: EvalSettings,
 
 COLUMNS = (  # (summary key, header, format)
     ("fad", "FAD ↓", "{:.3f}"), ("av_sync", "AV-Sync % ↑", "{:.1f}"), ("av_sim", "AV-Sim ↑", "{:.3f}"),
-    ("onset_f1", "onset F1 ↑", "{:.3f}"), ("kind_accuracy", "kind acc ↑", "{:.3f}"),
+    ("onset_f1", "onset F1 ↑", "{:.3f}"), ("onset_f1@50ms", "F1 ±50 ms ↑", "{:.3f}"),
+    ("onset_f1@100ms", "F1 ±100 ms ↑", "{:.3f}"), ("onset_ap", "onset AP ↑", "{:.3f}"),
+    ("off_centre_recall", "off-centre rec. ↑", "{:.3f}"),
+    ("centre_impulse_f1@50ms", "centre impulse F1 ±50 ms", "{:.3f}"), ("kind_accuracy", "kind acc ↑", "{:.3f}"),
     ("leakage", "leakage ↓", "{:.3f}"), ("hallucination_per_s", "halluc./s ↓", "{:.2f}"),
     ("controllability_r", "control r ↑", "{:.3f}"), ("ambient_db", "ambient dB", "{:.1f}"),
 )

@@ -81,7 +81,8 @@ class StoreDataset(Dataset):
 
     Item (i, epoch) -> video_tokens [T, D] float32, latent_mean / latent_std [C, F, W], and the neighbour's
     cond_mean / cond_std [C, F, W] with has_cond True; a clip with no neighbour gets zeros and has_cond False
-    (training then gives it the learned null audio condition).
+    (training then gives it the learned null audio condition). A store with the sync stream's features adds
+    sync_features [W, D_s] float32.
     """
 
     def __init__(self, store: Store, rows: np.ndarray | None = None, neighbours_k: int = 10, seed: int = 0,
@@ -106,6 +107,8 @@ class StoreDataset(Dataset):
             "latent_mean": self.store.get("latent_mean", i).astype(np.float32),
             "latent_std": self.store.get("latent_std", i).astype(np.float32),
         }
+        if "sync_features" in self.store.fields:
+            out["sync_features"] = self.store.get("sync_features", i).astype(np.float32)
         if self.audio:
             j = self.neighbours.choose(k, epoch)
             if j is None:

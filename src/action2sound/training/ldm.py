@@ -55,7 +55,8 @@ class LDMStage(StageModule):
 
     def compute_loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         x0, cond, missing = self.latents(batch, generator)
-        return self.model.loss(x0, batch["video_tokens"], cond, generator, audio_missing=missing)
+        return self.model.loss(x0, batch["video_tokens"], cond, generator, audio_missing=missing,
+                               sync=batch.get("sync_features"))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.compute_loss(batch, self.step_generator())
@@ -97,7 +98,8 @@ class LDMStage(StageModule):
 
     @torch.no_grad()
     def generate(self, batch: dict, generator: torch.Generator, steps: int | None = None) -> torch.Tensor:
-        """Sample scaled latents [B, C, F, W] for a store batch (its video tokens and, if any, its neighbour)."""
+        """Sample scaled latents [B, C, F, W] for a store batch (its video tokens, its sync features and, if any,
+        its neighbour)."""
         model = self.model
         d = self.preset.diffusion
         video = batch["video_tokens"]
@@ -107,7 +109,8 @@ class LDMStage(StageModule):
             audio = batch["cond_mean"] * self.preset.vae.scaling_factor
             missing = ~batch["has_cond"].bool()
         full, null_video, _ = model.guidance_contexts(video, audio, missing, null_audio=False)
-        denoiser = guided(model, full, null_video, None, w_video=d.guidance_scale)
+        model_fn = model.guided_model_fn(batch.get("sync_features"), w_video=d.guidance_scale)
+        denoiser = guided(model_fn, full, null_video, None, w_video=d.guidance_scale)
         shape = (video.shape[0], *self.preset.latent_shape)
         return sample(denoiser, shape, d.sampler, steps or d.sample_steps, generator=generator, diffusion=d,
                       device=video.device)

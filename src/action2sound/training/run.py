@@ -5,8 +5,8 @@ A run directory holds one folder per stage (`RUN/av`, `RUN/vae`, `RUN/vocoder`, 
 TensorBoard when it is installed), `weights.safetensors` (the inference weights; EMA for ldm) and
 `summary.json` (steps, wall time, final metrics). `export RUN` collects the stages into a model directory.
 
-Order: av and vae train on decoded clips; `preencode` then runs both once per clip into a store; ldm trains
-on the store. The vocoder is independent of the rest.
+Order: av and vae (and, for a preset with the sync stream, sync_encoder) train on decoded clips; `preencode`
+then runs them once per clip into a store; ldm trains on the store. The vocoder is independent of the rest.
 
 Precision is fp32 on a CPU and bf16-mixed on GPUs; several GPUs or nodes use DDP (see docs/TRAINING.md for
 torchrun and SLURM). `resume=True` continues from `last.ckpt` exactly: step, optimiser and scheduler state,
@@ -47,10 +47,11 @@ from .callbacks import EMA, StepCheckpoint
 from .data import StageData, StoreDataset
 from .ldm import LDMStage
 from .sync import SyncStage
+from .sync_encoder import SyncClipDataset, SyncEncoderStage
 from .vae import VAEStage
 from .vocoder import VocoderStage
 
-STAGES = ("av", "vae", "vocoder", "ldm", "sync")
+STAGES = ("av", "vae", "vocoder", "ldm", "sync", "sync_encoder")
 log = logging.getLogger(__name__)
 
 
@@ -142,10 +143,14 @@ def train(
     sample_every: int | None = None, log_every: int = 10, val_clips: int = 64, neighbours_k: int = 10,
     same_video: int = 2, progress: bool = True, keep_checkpoints: int = 3, cache_mb: int = 512,
 ) -> TrainResult:
-    """Train one stage ("av", "vae", "vocoder", "ldm" or "sync") into `out/<stage>`; returns a TrainResult.
+    """Train one stage ("av", "vae", "vocoder", "ldm", "sync" or "sync_encoder") into `out/<stage>`.
+
+    Returns a TrainResult.
 
     sync (the AV-Sync classifier, models/sync_classifier.py) uses the preset's av optimiser section (`train.av.*`).
-    data: av / vae / vocoder / sync: a clip table, an Ego4D-Sounds TSV or a benchmark folder; ldm: a store folder.
+    sync_encoder (the sync stream's encoder, training/sync_encoder.py) trains on dense frames and mels of clips.
+    data: av / vae / vocoder / sync / sync_encoder: a clip table, an Ego4D-Sounds TSV or a benchmark folder;
+        ldm: a store folder.
     overrides: "key.sub=value" strings on the Preset, e.g. "train.ldm.lr=3e-4", "diffusion.p_drop_audio=0.2".
     devices, nodes: GPUs per node and nodes (DDP when more than one in all; on a CPU, processes, for debugging).
     max_steps: training batches in total (overrides the preset's max_steps / epochs).
@@ -181,6 +186,10 @@ def train(
     else:
         table = load_clip_table(data)
         train_table, val_table = split_train_val(table, val_clips)
+    if stage == "sync_encoder":
+        train_set = SyncClipDataset(train_table, p, cache_bytes=cache_mb << 20)
+        val_set = SyncClipDataset(val_table, p, cache_bytes=cache_mb << 20) if len(val_table) else None
+    elif stage != "ldm":
         frames = stage in ("av", "sync")
         decode = p
         if stage == "sync":
@@ -372,6 +381,8 @@ def _make_module(stage: str, p: Preset, cfg, seed: int, n_train: int, out: Path,
         return VocoderStage(p, cfg, seed, n_train)
     if stage == "sync":
         return SyncStage(p, cfg, seed, n_train)
+    if stage == "sync_encoder":
+        return SyncEncoderStage(p, cfg, seed, n_train)
     source = val_set if val_set is not None and len(val_set) else train_set
     sample_batch = default_collate([source[(k, 0)] for k in range(min(4, len(source)))])
     return LDMStage(p, cfg, seed, n_train, vae=_sample_vae(out, train_set.store), sample_every=sample_every,

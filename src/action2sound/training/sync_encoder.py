@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 
 from ..config import Preset, StageTrainConfig
 from ..data.manifest import Clip, ClipTable
-from ..models.sync_stream import SyncEncoder, sync_frame_times
+from ..data.store import decode_clip
+from ..models.sync_stream import SyncEncoder
 from .base import StageModule
 
 KNOWN_SHIFT = 3  # columns the validation moves the audio by (279 ms for universal22k)
@@ -29,14 +30,8 @@ KNOWN_SHIFT = 3  # columns the validation moves the audio by (279 ms for univers
 
 def decode_sync_clip(clip: Clip, preset: Preset) -> dict[str, np.ndarray]:
     """One clip -> {"sync_frames": uint8 [N, S, S, 3] at sync_frame_times, "mel": float32 [n_mels, padded]}."""
-    from .. import media
-    from ..mel import fit_wave, wave_to_mel
-
-    times = clip.media_start + sync_frame_times(preset)
-    frames = media.read_frames_at(clip.media_path, times, size=preset.sync_stream.size, resize=preset.video.resize)
-    p = preset.audio
-    wave = fit_wave(media.read_audio(clip.media_path, clip.media_start, clip.duration, p.sample_rate), p)
-    return {"sync_frames": frames, "mel": wave_to_mel(wave, p)}
+    decoded = decode_clip(clip, preset, frames=False, audio=True, sync=True)
+    return {"sync_frames": decoded["sync_frames"], "mel": decoded["mel"]}
 
 
 class SyncClipDataset(Dataset):
