@@ -28,7 +28,7 @@ from action2sound.config import override, preset
 from action2sound.evaluation.benchmark_metrics import median_abs_offset_ms, visible_contacts
 from action2sound.data import load_clip_table
 from action2sound.training.data import StageData
-from action2sound.training.sync_encoder import SyncClipDataset, SyncEncoderStage
+from action2sound.training.sync_encoder import sync_clip_dataset, SyncEncoderStage
 
 DELAYS_S = (-0.5, -0.3, 0.0, 0.3, 0.5)
 
@@ -60,8 +60,8 @@ def main() -> None:
     p = override(preset(args.preset), args.overrides)
     train_t, test_t = load_clip_table(args.bench / "train.tsv"), load_clip_table(args.bench / "test.tsv")
     t0 = time.process_time()
-    train_set = SyncClipDataset(train_t, p, cache_bytes=2 << 30)
-    test_set = SyncClipDataset(test_t, p, cache_bytes=2 << 30)
+    train_set = sync_clip_dataset(train_t, p, cache_bytes=2 << 30)
+    test_set = sync_clip_dataset(test_t, p, cache_bytes=2 << 30)
     test = default_collate([test_set[i] for i in range(len(test_set))])
     for i in range(len(train_set)):  # decode once (the cache), so that the training time below is training
         train_set[i]

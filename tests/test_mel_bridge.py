@@ -23,12 +23,6 @@ from action2sound.mel_bridge import (
 RECORDING = Path(__file__).parent / "data" / "sonicpi_loop_breakbeat_16k.flac"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_envelope_returns_a_flat_spectrum_flat_and_a_slope_sloped():

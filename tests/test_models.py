@@ -31,13 +31,6 @@ RELEASE_KEYS = json.loads((Path(__file__).parent / "data" / "original_checkpoint
 TINY = preset("tiny")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two OpenMP threads on two shared, oversubscribed cores run ~10x slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _numel(module):

@@ -16,12 +16,6 @@ from action2sound import cli
 from action2sound.training import callbacks, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class _CreatesAFile:

@@ -13,13 +13,6 @@ from action2sound.sampling import alphas_cumprod, cfg_denoiser, guided, make_sch
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two OpenMP threads on two shared, oversubscribed cores run ~10x slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _abar(diffusion, t):

@@ -24,13 +24,6 @@ N = (SIZE // PATCH) ** 2
 EPS = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two OpenMP threads on two shared, oversubscribed cores run far slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------- the reference: Frozen-in-Time, by hand

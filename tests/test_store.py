@@ -23,12 +23,6 @@ FIELDS = {"video_tokens": ((4, 32), np.float16), "video_emb": ((32,), np.float32
           "ambient_db": ((), np.float32)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

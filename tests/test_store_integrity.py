@@ -20,12 +20,6 @@ from action2sound.models.vae import build_vae_from_preset
 from action2sound.data import load_clip_table
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -239,12 +239,12 @@ def test_sync_encoder_stage_trains_on_decoded_clips_and_reports_offsets(bench):
     from action2sound import media
     from action2sound.data import load_clip_table, split_train_val
     from action2sound.training.data import StageData
-    from action2sound.training.sync_encoder import KNOWN_SHIFT, SyncClipDataset, SyncEncoderStage
+    from action2sound.training.sync_encoder import KNOWN_SHIFT, sync_clip_dataset, SyncEncoderStage
 
     p = preset("tiny")
     train_t, val_t = split_train_val(load_clip_table(bench / "all.tsv"))  # the second episode held out
     assert len(train_t) and len(val_t)
-    train_set, val_set = SyncClipDataset(train_t, p, cache_bytes=1 << 26), SyncClipDataset(val_t, p)
+    train_set, val_set = sync_clip_dataset(train_t, p, cache_bytes=1 << 26), sync_clip_dataset(val_t, p)
     item = train_set[(0, 0)]
     clip = train_t[0]
     n = len(sync_frame_times(p))

@@ -62,13 +62,6 @@ def bench(tmp_path_factory) -> Path:
     return tiny_benchmark(tmp_path_factory)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two cores shared by several processes: one intra-op thread avoids OpenMP spin-waiting (10x faster here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _fit(module: L.LightningModule, batch: dict, steps: int) -> None:

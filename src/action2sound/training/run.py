@@ -47,7 +47,7 @@ from .callbacks import EMA, StepCheckpoint
 from .data import StageData, StoreDataset
 from .ldm import LDMStage
 from .sync import SyncStage
-from .sync_encoder import SyncClipDataset, SyncEncoderStage
+from .sync_encoder import sync_clip_dataset, SyncEncoderStage
 from .vae import VAEStage
 from .vocoder import VocoderStage
 
@@ -187,8 +187,8 @@ def train(
         table = load_clip_table(data)
         train_table, val_table = split_train_val(table, val_clips)
     if stage == "sync_encoder":
-        train_set = SyncClipDataset(train_table, p, cache_bytes=cache_mb << 20)
-        val_set = SyncClipDataset(val_table, p, cache_bytes=cache_mb << 20) if len(val_table) else None
+        train_set = sync_clip_dataset(train_table, p, cache_bytes=cache_mb << 20)
+        val_set = sync_clip_dataset(val_table, p, cache_bytes=cache_mb << 20) if len(val_table) else None
     elif stage != "ldm":
         frames = stage in ("av", "sync")
         decode = p

@@ -13,15 +13,13 @@ Validation, on held-out clips (all measured by the same estimator that scores ge
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..config import Preset, StageTrainConfig
 from ..data.manifest import Clip, ClipTable
-from ..data.store import decode_clip
+from ..data.store import ClipDataset, decode_clip
 from ..models.sync_stream import SyncEncoder
 from .base import StageModule
 
@@ -34,31 +32,10 @@ def decode_sync_clip(clip: Clip, preset: Preset) -> dict[str, np.ndarray]:
     return {"sync_frames": decoded["sync_frames"], "mel": decoded["mel"]}
 
 
-class SyncClipDataset(Dataset):
-    """Item i (or (i, epoch)) -> {"index", "video_code", "sync_frames", "mel"} (decode_sync_clip), cached."""
-
-    def __init__(self, table: ClipTable, preset: Preset, cache_bytes: int = 0):
-        self.table, self.preset = table, preset
-        codes: dict[str, int] = {}
-        self.video_codes = np.array([codes.setdefault(c.video_id, len(codes)) for c in table], dtype=np.int64)
-        # As ClipDataset: decoding is deterministic, so a small training set is decoded once.
-        self.cache_bytes = cache_bytes
-        self._cache: dict[int, dict[str, np.ndarray]] = {}
-        self._cached_bytes = 0
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
-        i = item[0] if isinstance(item, tuple) else item
-        decoded = self._cache.get(i)
-        if decoded is None:
-            decoded = decode_sync_clip(self.table[i], self.preset)
-            size = sum(a.nbytes for a in decoded.values())
-            if self._cached_bytes + size <= self.cache_bytes:
-                self._cache[i] = decoded
-                self._cached_bytes += size
-        return {**decoded, "index": i, "video_code": self.video_codes[i]}
+def sync_clip_dataset(table: ClipTable, preset: Preset, cache_bytes: int = 0) -> ClipDataset:
+    """The clips as the sync encoder trains on them: item i -> {"index", "video_code", "sync_frames", "mel",
+    "wave"} (`decode_clip` with sync frames and audio, no tower frames), cached up to `cache_bytes`."""
+    return ClipDataset(table, preset, frames=False, audio=True, cache_bytes=cache_bytes, sync=True)
 
 
 def delay_mel(mel: torch.Tensor, columns: int, downsample: int) -> torch.Tensor:
@@ -70,7 +47,7 @@ def delay_mel(mel: torch.Tensor, columns: int, downsample: int) -> torch.Tensor:
 
 
 class SyncEncoderStage(StageModule):
-    """Trains SyncEncoder on SyncClipDataset batches (module docstring)."""
+    """Trains SyncEncoder on sync_clip_dataset batches (module docstring)."""
 
     component = "sync_encoder"
 
