@@ -32,7 +32,8 @@ from bench_vocoder import mr_stft_distance
 import action2sound
 from action2sound import media
 from action2sound.config import preset as get_preset
-from action2sound.pipeline import GenerateOptions, Pipeline, load_pipeline, resolve_device
+from action2sound.options import GenerateOptions
+from action2sound.pipeline import Pipeline, load_pipeline, resolve_device
 from action2sound.weights import build_component
 
 DEFAULT_MODEL = Path(action2sound.__file__).parent / "default_model"

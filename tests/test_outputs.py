@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from action2sound import Action2Sound, api, media, pipeline
+from action2sound import Action2Sound, api, media, outputs
 from action2sound.cli import main
 from action2sound.config import preset
 from action2sound.errors import Action2SoundError
-from action2sound.pipeline import GenerateOptions, GenerationResult, Pipeline
+from action2sound.options import GenerateOptions
+from action2sound.outputs import GenerationResult
+from action2sound.pipeline import Pipeline
 from generation_factory import assets
 from media_factory import index_frames
 
@@ -115,7 +117,7 @@ def test_a_failed_overwrite_keeps_the_old_set_whole_and_the_rerun_redoes_it(a2s,
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:  # the picture fails after the wav and the mp4 were written
-        m.setattr(pipeline, "render_png", broken_png)
+        m.setattr(outputs, "render_png", broken_png)
         report = run(seed=1, overwrite=True)
     assert len(report.failed) == 1 and "No space left" in report.failed[0][1]
     assert _digests(out, name) == old  # nothing new beside the old record
@@ -131,7 +133,7 @@ def test_a_failed_overwrite_keeps_the_old_set_whole_and_the_rerun_redoes_it(a2s,
         real_replace(src, dst)
 
     with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
-        m.setattr(pipeline.os, "replace", killed_at_png)
+        m.setattr(outputs.os, "replace", killed_at_png)
         run(seed=1, overwrite=True)
     assert not (out / f"{name}.json").exists()
     assert (out / f"{name}.wav").read_bytes() != old[f"{name}.wav"]

@@ -16,8 +16,9 @@ from action2sound.errors import Action2SoundError
 from action2sound.indexing import Retrieval
 from action2sound.levels import ambient_level_db
 from action2sound.media import video_duration
-from action2sound.pipeline import (GenerateOptions, Pipeline, assemble_windows, load_pipeline, plan_windows,
-                                   window_gains, window_length)
+from action2sound.options import GenerateOptions
+from action2sound.pipeline import Pipeline, load_pipeline
+from action2sound.windows import assemble_windows, plan_windows, window_gains, window_length
 from generation_factory import assets
 
 

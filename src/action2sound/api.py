@@ -25,8 +25,9 @@ from tqdm import tqdm
 from .errors import Action2SoundError
 from .media import VIDEO_EXTENSIONS, plan_mux
 from .conditions import ambient_mode
-from .pipeline import (GenerateOptions, GenerationResult, Pipeline, load_pipeline, output_paths,
-                       prepare_output_folder, record_is_complete, remove_leftovers)
+from .options import GenerateOptions
+from .outputs import GenerationResult, output_paths, prepare_output_folder, record_is_complete, remove_leftovers
+from .pipeline import Pipeline, load_pipeline
 
 __all__ = ["Action2Sound", "GenerateOptions", "GenerationResult"]
 

@@ -40,7 +40,7 @@ class EvalSettings:
     def check(self) -> None:
         if self.baseline not in BASELINES:
             raise Action2SoundError(f"--baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
-        if self.vocoder not in ("auto", "model", "bridge", "griffinlim"):  # pipeline.VOCODERS
+        if self.vocoder not in ("auto", "model", "bridge", "griffinlim"):  # options.VOCODERS
             raise Action2SoundError(f"--vocoder must be auto, model, bridge or griffinlim, got {self.vocoder!r}")
         if self.seeds < 1:
             raise Action2SoundError(f"--seeds must be at least 1, got {self.seeds}")
