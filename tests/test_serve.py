@@ -168,7 +168,7 @@ def server(tmp_path):
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=90)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -246,5 +246,5 @@ def test_the_page_in_a_real_browser(server, tmp_path):
         shutil.copyfile(shot, ROOT / "docs" / "images" / "web_ui.png")
 
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=20)
+    proc.wait(timeout=90)  # Gradio closes its queue and server threads first: slow on a loaded 2-core machine
     assert not workdir.exists()  # the folder goes with the server
