@@ -261,8 +261,15 @@ def build_app(model, workdir: Path, settings: ServeSettings):
     return app, theme
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def _stopper(workdir: Path):
+    """The handler of Ctrl-C and SIGTERM: remove the server's folder and end the process at once.
+
+    Gradio's own shutdown waits on its server threads and was seen to hang for minutes on a loaded machine;
+    a stopped server has nothing left to save, so the process ends without waiting for them."""
+    def stop(signum, frame) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        os._exit(0)
+    return stop
 
 
 def serve(settings: ServeSettings) -> None:
@@ -284,13 +291,11 @@ def serve(settings: ServeSettings) -> None:
         model = Action2Sound.from_pretrained(settings.model, device=settings.device, index=settings.index)
         app, theme = build_app(model, workdir, settings)
         app.queue(default_concurrency_limit=1, max_size=settings.max_queue)
-        # A service manager stops a server with SIGTERM: let it clean up as Ctrl-C does.
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            app.launch(server_name=settings.host, server_port=settings.port, allowed_paths=[],
-                       max_file_size=f"{settings.max_upload_mb:g}mb", theme=theme, ssr_mode=False, share=False,
-                       footer_links=[], show_error=True)
-        except KeyboardInterrupt:
-            pass  # how a server is stopped
+        # Ctrl-C, and a service manager's SIGTERM, stop the server the same way.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _stopper(workdir))
+        app.launch(server_name=settings.host, server_port=settings.port, allowed_paths=[],
+                   max_file_size=f"{settings.max_upload_mb:g}mb", theme=theme, ssr_mode=False, share=False,
+                   footer_links=[], show_error=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
