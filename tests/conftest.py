@@ -15,3 +15,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory):
+    """The generation tests' assets (generation_factory): a tiny model, a small benchmark, its store and index."""
+    from generation_factory import assets
+
+    return assets(tmp_path_factory.mktemp("generation"))
+
+
+@pytest.fixture(scope="session")
+def a2s(env):
+    """The tiny model with its retrieval index, loaded once for the session."""
+    from action2sound import Action2Sound
+
+    return Action2Sound.from_pretrained(env.model, device="cpu", index=env.index)

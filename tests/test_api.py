@@ -15,17 +15,6 @@ from action2sound import Action2Sound
 from action2sound.api import make_options
 from action2sound.cli import main
 from action2sound.errors import Action2SoundError
-from generation_factory import assets
-
-
-@pytest.fixture(scope="session")
-def env(tmp_path_factory):
-    return assets(tmp_path_factory.mktemp("generation"))
-
-
-@pytest.fixture(scope="session")
-def a2s(env):
-    return Action2Sound.from_pretrained(env.model, device="cpu", index=env.index)
 
 
 def _clip(env, uid: str, i: int = 0):

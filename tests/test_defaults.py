@@ -14,13 +14,7 @@ from action2sound import Action2Sound, api, media
 from action2sound.cli import main
 from action2sound.errors import Action2SoundError
 from action2sound.weights import MODEL_JSON, default_model_dir
-from generation_factory import assets
 from media_factory import index_frames
-
-
-@pytest.fixture(scope="session")
-def env(tmp_path_factory):
-    return assets(tmp_path_factory.mktemp("generation"))
 
 
 def _clip(env):

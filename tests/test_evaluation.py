@@ -21,7 +21,6 @@ from action2sound.evaluation.embedders import (AisfxEmbedder, Cnn14, EmbedderSpe
 from action2sound.evaluation.fad import GaussianStats, fad, frechet_distance, gaussian_stats, trace_sqrt_product
 from action2sound.indexing import load_retrieval
 from action2sound.levels import ambient_level_db
-from generation_factory import assets
 
 
 # The cross-check of fad.trace_sqrt_product: scipy's general sqrtm, as most FID/FAD code computes it.
@@ -241,11 +240,6 @@ def test_recall_at_k():
 
 
 # ================================================================================================ end to end
-@pytest.fixture(scope="session")
-def env(tmp_path_factory):
-    return assets(tmp_path_factory.mktemp("generation"))
-
-
 def _run(env, out, *extra):
     return main(["evaluate", "--model", str(env.model), "--data", str(env.bench), "--out", str(out), "--index",
                  str(env.index), "--steps", "1", "--fad-embedder", "av", "--device", "cpu", "--quiet", *extra])

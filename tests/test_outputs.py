@@ -20,13 +20,7 @@ from action2sound.errors import Action2SoundError
 from action2sound.options import GenerateOptions
 from action2sound.outputs import GenerationResult
 from action2sound.pipeline import Pipeline
-from generation_factory import assets
 from media_factory import index_frames
-
-
-@pytest.fixture(scope="session")
-def env(tmp_path_factory):
-    return assets(tmp_path_factory.mktemp("generation"))
 
 
 @pytest.fixture(scope="session")

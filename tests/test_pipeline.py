@@ -19,12 +19,6 @@ from action2sound.media import video_duration
 from action2sound.options import GenerateOptions
 from action2sound.pipeline import Pipeline, load_pipeline
 from action2sound.windows import assemble_windows, plan_windows, window_gains, window_length
-from generation_factory import assets
-
-
-@pytest.fixture(scope="session")
-def env(tmp_path_factory):
-    return assets(tmp_path_factory.mktemp("generation"))
 
 
 @pytest.fixture(scope="session")

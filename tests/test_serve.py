@@ -30,20 +30,9 @@ import pytest
 from action2sound import Action2Sound, media
 from action2sound.errors import Action2SoundError
 from action2sound.serve import JobRequest, ServeSettings, check_upload, run_job
-from generation_factory import assets
 
 ROOT = Path(__file__).resolve().parents[1]
 BROWSER_HINT = "apt-get install -y chromium && pip install playwright (make test installs playwright)"
-
-
-@pytest.fixture(scope="session")
-def env(tmp_path_factory):
-    return assets(tmp_path_factory.mktemp("generation"))
-
-
-@pytest.fixture(scope="session")
-def a2s(env):
-    return Action2Sound.from_pretrained(env.model, device="cpu", index=env.index)
 
 
 def knock_video(path: Path, seconds: float = 4.0, fps: int = 15, size: tuple[int, int] = (240, 320)) -> Path:
