@@ -35,7 +35,7 @@ import torch
 
 from .config import UNIVERSAL22K_AUDIO, AudioProfile, audio_profile
 from .media import resample
-from .mel import crop_frames, fit_wave, mel_basis, mel_to_vocoder_input
+from .mel import crop_frames, fit_wave, mel_basis, mel_to_vocoder_input, mel_to_wave_griffinlim
 
 # A normalised cell at or below this counts as the floor (step 1; v = 0.08 is -72 dB in the paper's scale).
 # Generated mels rarely sit exactly at 0: the small default model's VAE decodes cells that are at the floor in
@@ -150,10 +150,11 @@ def bridge_waves(vocode: Callable[[torch.Tensor], torch.Tensor], mel: np.ndarray
 def griffinlim(mel: np.ndarray, profile: str | AudioProfile = "paper", floor: float | None = FLOOR,
                n_iter: int = 64, seed: int = 0) -> np.ndarray:
     """Normalised mel [n_mels, >= num_frames] -> wave [num_samples]: band-centre envelope + floor rule, then
-    Griffin-Lim on the profile's own STFT (centred framing)."""
+    Griffin-Lim on the profile's own STFT. The package's one Griffin-Lim entry point: a HiFi-GAN-framed profile
+    (universal22k, whose mel the universal vocoder reads directly) keeps `mel.mel_to_wave_griffinlim`."""
     p = audio_profile(profile)
     if p.framing != "center":
-        raise ValueError(f"mel_bridge.griffinlim is for centred profiles; {p.name} uses mel.mel_to_wave_griffinlim")
+        return mel_to_wave_griffinlim(mel, p, n_iter=n_iter, seed=seed)
     mag = envelope_matrix(p.name, stft_freqs(p)) @ mel_magnitude(crop_frames(np.asarray(mel), p), p, floor)
     wave = librosa.griffinlim(mag, n_iter=n_iter, hop_length=p.hop, win_length=p.win, n_fft=p.n_fft, center=True,
                               pad_mode="reflect", random_state=np.random.RandomState(seed))

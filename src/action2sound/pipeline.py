@@ -39,7 +39,7 @@ from .conditions import NULL, Condition, ConditionResolver, ambient_mode, unused
 from .config import Preset
 from .errors import Action2SoundError
 from .indexing import INDEX_DIRNAME, Retrieval, load_retrieval
-from .mel import fit_wave, mel_to_vocoder_input, mel_to_wave_griffinlim
+from .mel import mel_to_vocoder_input
 from .models.sync_stream import sync_frame_times
 from .models.vae import decode_latent
 from .models.vocoder import load_universal_hifigan, vocode
@@ -113,10 +113,7 @@ def mels_to_waves(vocoder: torch.nn.Module | None, mel: torch.Tensor, preset: Pr
     """Normalised mels [B, n_mels, num_frames] -> waves float32 [B, window_length] (HiFi-GAN, or Griffin-Lim)."""
     p, n = preset.audio, window_length(preset)
     if vocoder is None:
-        if p.framing == "center":  # mel_bridge's Griffin-Lim: the floor rule (floor cells -> zero magnitude)
-            waves = [mel_bridge.griffinlim(m, p, seed=seed) for m in mel.float().cpu().numpy()]
-        else:
-            waves = [fit_wave(mel_to_wave_griffinlim(m, p, seed=seed), p) for m in mel.float().cpu().numpy()]
+        waves = [mel_bridge.griffinlim(m, p, seed=seed) for m in mel.float().cpu().numpy()]
         return np.stack(waves)[:, :n].astype(np.float32)
     param = next(vocoder.parameters())
     wave = vocode(vocoder, mel_to_vocoder_input(mel.to(param.device, param.dtype), p))  # [B, frames * hop]

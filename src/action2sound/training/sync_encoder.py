@@ -13,23 +13,15 @@ Validation, on held-out clips (all measured by the same estimator that scores ge
 
 from __future__ import annotations
 
-
-import numpy as np
 import torch
 
 from ..config import Preset, StageTrainConfig
-from ..data.manifest import Clip, ClipTable
-from ..data.store import ClipDataset, decode_clip
+from ..data.manifest import ClipTable
+from ..data.store import ClipDataset
 from ..models.sync_stream import SyncEncoder
 from .base import StageModule
 
 KNOWN_SHIFT = 3  # columns the validation moves the audio by (279 ms for universal22k)
-
-
-def decode_sync_clip(clip: Clip, preset: Preset) -> dict[str, np.ndarray]:
-    """One clip -> {"sync_frames": uint8 [N, S, S, 3] at sync_frame_times, "mel": float32 [n_mels, padded]}."""
-    decoded = decode_clip(clip, preset, frames=False, audio=True, sync=True)
-    return {"sync_frames": decoded["sync_frames"], "mel": decoded["mel"]}
 
 
 def sync_clip_dataset(table: ClipTable, preset: Preset, cache_bytes: int = 0) -> ClipDataset:
