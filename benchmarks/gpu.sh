@@ -1,28 +1,56 @@
 #!/usr/bin/env bash
-# The GPU numbers, in one call of under 9 minutes (run it where there is a GPU):
-#   1. cuda_check.py: the embedded default model on CUDA against the CPU (fp32 and bf16 errors, stage times);
-#   2. the paper-preset latent diffusion model, eager: training samples/s at batch 90 (bf16 autocast, SDPA, fused
-#      AdamW), 25-step guided DPM-Solver++ sampling at batch 1 and 50, peak memory of each phase;
-#   3. the same with torch.compile (CUDA graphs for batch 1).
-# Targets: >= 1,600 samples/s, <= 100 ms at batch 1, <= 8 ms/clip at 50. Every line is printed as soon as it is
-# measured and each step has its own time limit, so a step cut short still leaves the others' numbers.
-#     bash benchmarks/gpu.sh                  # PYTHON=.venv/bin/python by default; JSON results under out/
-#     NO_COMPILE=1 bash benchmarks/gpu.sh     # steps 1 and 2 only
+# The GPU numbers of the paper-preset latent diffusion model (860.6 M parameters), each step under its own time
+# limit; every line is printed as soon as it is measured, so a step cut short still leaves what it measured.
+# Default: about 5 minutes of device time, three processes of benchmarks/bench_ldm.py --variants:
+#   1. no compilation (about 1.5 min): kernel profiles of the eager training step and of one guided denoiser
+#      call; training at batch 90 eager, with cuDNN autotuning, channels-last, and as one CUDA graph per step
+#      (NCHW and channels-last); 25-step guided sampling at batch 1 and 50 with bf16 weights: diffusers' loop,
+#      the planned loop (static_sampling), the planned loop as one CUDA graph (NCHW and channels-last);
+#   2. compiled training (one compilation, about 2 min): torch.compile, then the same compiled UNet inside a
+#      whole-step CUDA graph;
+#   3. compiled sampling (two compilations, about 2.5 min): the bf16 UNet compiled inside the 25-step CUDA
+#      graph, batch 1, then batch 50.
+# Targets: >= 1,600 samples/s, <= 100 ms at batch 1, <= 8 ms/clip at 50.
+#     bash benchmarks/gpu.sh           # PYTHON=.venv/bin/python by default; JSON results under out/
+#     CHECK=1     ...  also benchmarks/cuda_check.py first (the default model on CUDA against the CPU)
+#     BASELINE=1  ...  also bench_ldm's plain eager and --compile runs (the numbers the variants are compared to)
+#     EXTRA=1     ...  also compiled training with mode reduce-overhead and max-autotune-no-cudagraphs (long)
+#     SKIP="2 3"  ...  skip default steps by number
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 OUTDIR=${OUTDIR:-out}
+SKIP=" ${SKIP:-} "
 mkdir -p "$OUTDIR"
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 status=0
-timeout "${CHECK_LIMIT:-100}" "$PYTHON" benchmarks/cuda_check.py || status=1
+if [ -n "${CHECK:-}" ]; then timeout "${CHECK_LIMIT:-100}" "$PYTHON" benchmarks/cuda_check.py || status=1; fi
 bench() {  # $1: time limit, $2: json name, then extra arguments
     local limit=$1 json=$2
     shift 2
+    echo "== bench_ldm.py $* (limit ${limit} s)"
     timeout "$limit" "$PYTHON" benchmarks/bench_ldm.py --presets paper --device cuda --train-batch 90 \
-        --train-steps 20 --sample-batches 1 50 --sample-steps 25 --json "$OUTDIR/$json" "$@" || status=1
+        --sample-batches 1 50 --sample-steps 25 --json "$OUTDIR/$json" "$@" || status=1
 }
-bench "${EAGER_LIMIT:-120}" gpu_bench_eager.json
-if [ -z "${NO_COMPILE:-}" ]; then bench "${COMPILE_LIMIT:-280}" gpu_bench_compiled.json --compile; fi
+if [ -n "${BASELINE:-}" ]; then
+    bench "${EAGER_LIMIT:-120}" gpu_bench_eager.json --train-steps 20
+    bench "${COMPILE_LIMIT:-280}" gpu_bench_compiled.json --train-steps 20 --compile
+fi
+case $SKIP in *" 1 "*) ;; *)
+    bench "${VARIANTS_LIMIT:-150}" gpu_variants_eager.json --train-steps 10 --variants \
+        train train-cudnn train-cl train-graph train-cl-graph profile-train \
+        sample-bf16 sample-planned sample-graph sample-graph-cl profile-sample ;;
+esac
+case $SKIP in *" 2 "*) ;; *)
+    bench "${TRAIN_COMPILE_LIMIT:-170}" gpu_variants_train_compiled.json --train-steps 10 --variants \
+        train-compiled train-compiled-graph ;;
+esac
+case $SKIP in *" 3 "*) ;; *)
+    bench "${SAMPLE_COMPILE_LIMIT:-200}" gpu_variants_sample_compiled.json --variants sample-compiled-graph ;;
+esac
+if [ -n "${EXTRA:-}" ]; then
+    bench "${EXTRA_LIMIT:-300}" gpu_variants_train_extra.json --train-steps 10 --variants \
+        train-compiled-ro train-compiled-ma
+fi
 exit $status

@@ -16,7 +16,9 @@ import math
 import resource
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -98,7 +100,7 @@ def bench_ldm(preset: str | Preset = "tiny", device: str | None = None, train_ba
             times.append(time.perf_counter() - t0)
     step_s = sum(times) / len(times)
     train = {"batch": b, "step_ms": 1e3 * step_s, "samples_per_s": b / step_s,
-             "peak_memory_gb": _peak_bytes(dev) / 2**30, "loss": float(loss)}
+             "peak_memory_gb": _peak_bytes(dev) / 2**30, "loss": float(loss.detach())}
     say(f"  train: batch {b}: {train['step_ms']:.1f} ms/step, {train['samples_per_s']:.1f} samples/s, "
         f"peak memory {train['peak_memory_gb']:.2f} GB")
     del opt
@@ -141,6 +143,367 @@ def check_report(r: dict[str, Any]) -> list[str]:
     for b, s in r["sample"].items():
         numbers.update({f"sample.{b}.{k}": s[k] for k in ("total_ms", "ms_per_clip", "peak_memory_gb")})
     return [k for k, v in numbers.items() if not (math.isfinite(v) and v > 0)]
+
+
+# ====================================================================================== variants side by side
+# Each variant is one way to run the same training step or the same 25-step guided sampling, measured in one
+# process on one model, one printed line as soon as it is measured; a variant that fails prints one line and
+# the next one runs. Training variants all run first (fp32 weights, bf16 autocast on CUDA), then the sampling
+# ones (on CUDA the weights are cast to bf16 once: no autocast, whose weight-cast cache a CUDA graph cannot
+# hold).
+
+
+@dataclass(frozen=True)
+class TrainVariant:
+    """One way to run a training step: memory format, cuDNN autotuning, torch.compile mode, CUDA graph."""
+
+    channels_last: bool = False  # UNet weights and the noisy latent in NHWC, the layout cuDNN's convolutions use
+    cudnn_benchmark: bool = False  # cuDNN times its algorithms per shape once instead of guessing
+    compile_mode: str | None = None  # torch.compile mode of the UNet; None: eager
+    graph: bool = False  # the whole step (loss, backward, clipping, fused AdamW) as one CUDA graph replay
+
+
+@dataclass(frozen=True)
+class SampleVariant:
+    """One way to run guided sampling: the loop, a CUDA graph of the whole loop, memory format, compilation."""
+
+    loop: str = "planned"  # "diffusers": sampling.sample; "planned": static_sampling.sample_planned
+    graph: bool = False  # all steps (UNet, guidance, solver update) as one CUDA graph replay
+    channels_last: bool = False
+    compile: bool = False  # torch.compile(dynamic=False, default mode: no CUDA graphs of its own) of the UNet
+
+
+TRAIN_VARIANTS: dict[str, TrainVariant] = {
+    "train": TrainVariant(),  # bench_ldm's eager step, for comparison in the same process
+    "train-cudnn": TrainVariant(cudnn_benchmark=True),
+    "train-cl": TrainVariant(channels_last=True, cudnn_benchmark=True),
+    "train-graph": TrainVariant(cudnn_benchmark=True, graph=True),
+    "train-cl-graph": TrainVariant(channels_last=True, cudnn_benchmark=True, graph=True),
+    "train-compiled": TrainVariant(cudnn_benchmark=True, compile_mode="default"),
+    "train-compiled-graph": TrainVariant(cudnn_benchmark=True, compile_mode="default", graph=True),
+    "train-compiled-ro": TrainVariant(cudnn_benchmark=True, compile_mode="reduce-overhead"),
+    "train-compiled-ma": TrainVariant(cudnn_benchmark=True, compile_mode="max-autotune-no-cudagraphs"),
+}
+SAMPLE_VARIANTS: dict[str, SampleVariant] = {
+    "sample-bf16": SampleVariant(loop="diffusers"),  # bench_ldm's loop, bf16 weights: the reference of the others
+    "sample-planned": SampleVariant(),
+    "sample-graph": SampleVariant(graph=True),
+    "sample-graph-cl": SampleVariant(graph=True, channels_last=True),
+    "sample-compiled-graph": SampleVariant(graph=True, compile=True),
+}
+# Kernel profiles of the eager step (bench_ldm's) and of one guided denoiser call at each sampling batch: GPU
+# busy time against wall time says whether a phase is launch-bound, the top kernels say where the time goes.
+PROFILES = ("profile-train", "profile-sample")
+VARIANTS = (*TRAIN_VARIANTS, *SAMPLE_VARIANTS, *PROFILES)
+
+
+def _profile(fn: Callable[[], Any], dev: torch.device, top: int) -> dict[str, Any]:
+    """Wall ms of fn (unprofiled), then busy ms, kernel count and the top kernels (CPU: ops) of a profiled call."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    _sync(dev)
+    t0 = time.perf_counter()
+    fn()
+    _sync(dev)
+    wall = time.perf_counter() - t0
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        _sync(dev)
+    per: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    if kernels:
+        for e in kernels:
+            per[e.name][0] += e.time_range.elapsed_us()
+            per[e.name][1] += 1
+    else:  # CPU: the ops' own time
+        for e in prof.key_averages():
+            per[e.key] = [e.self_cpu_time_total, e.count]
+    busy_us = sum(v[0] for v in per.values())
+    rows = sorted(per.items(), key=lambda kv: -kv[1][0])[:top]
+    return {"wall_ms": 1e3 * wall, "busy_ms": busy_us / 1e3, "kernels": int(sum(v[1] for v in per.values())),
+            "unit": "kernels" if kernels else "cpu ops",
+            "top": [{"name": k, "ms": v[0] / 1e3, "count": int(v[1])} for k, v in rows]}
+
+
+def _say_profile(say: Callable[[str], None], label: str, prof: dict[str, Any]) -> None:
+    what = "GPU busy" if prof["unit"] == "kernels" else "CPU op time"
+    say(f"  {label}: {prof['wall_ms']:.1f} ms wall (unprofiled), {what} {prof['busy_ms']:.1f} ms in "
+        f"{prof['kernels']} {prof['unit']}; top:")
+    for row in prof["top"]:
+        say(f"      {row['ms']:8.2f} ms {row['count']:5d}x  {row['name'][:110]}")
+
+
+def _fail(say: Callable[[str], None], label: str, e: BaseException) -> dict[str, str]:
+    msg = (str(e).strip().splitlines() or [""])[0][:300]
+    say(f"  {label}: FAILED {type(e).__name__}: {msg}")
+    return {"error": f"{type(e).__name__}: {msg}"}
+
+
+def _cleanup(dev: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.empty_cache()
+
+
+def bench_variants(preset: str | Preset = "tiny", variants: tuple[str, ...] = ("train", "sample-graph"),
+                   device: str | None = None, train_batch: int | None = None, train_steps: int = 10,
+                   warmup: int = 3, sample_batches: tuple[int, ...] = (1, 50), sample_steps: int = 25,
+                   seed: int = 0, top: int = 8, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure the named VARIANTS on one ldm -> {"device", "preset", ..., "train": {name: {...}},
+    "sample": {name: {batch: {...}}}, "profile": {...}}; a failed variant's entry is {"error": "..."}.
+
+    Training variants (and profile-train) run first, in the given order, then the sampling ones. Sampling
+    outputs are compared with sampling.sample's (diffusers' DPM-Solver++) on the same bf16 model and noise:
+    `max_abs_diff` against `ref_max_abs`, the reference's largest entry.
+    """
+    from ..models.ldm import LatentDiffusion
+    from ..sampling import guided, sample
+    from ..static_sampling import GraphedLoop, dpm_plan, sample_planned
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    say = progress or (lambda line: None)
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = dev.type == "cuda"
+    cudnn_before = torch.backends.cudnn.benchmark
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    g = torch.Generator(device=dev).manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LatentDiffusion.from_preset(p).to(dev)
+    unet = model.unet
+    params_m = sum(x.numel() for x in model.parameters()) / 1e6
+    latent, (frames, dim) = tuple(p.latent_shape), (p.video.num_frames, p.av.video_hidden)
+    b = train_batch or min(p.train.ldm.batch_size, 90)
+    name = torch.cuda.get_device_name(dev) if cuda else f"cpu ({torch.get_num_threads()} threads)"
+    say(f"ldm {p.name}: {params_m:.1f} M parameters on {name}, variants {' '.join(variants)}")
+    report: dict[str, Any] = {"device": name, "preset": p.name, "params_m": params_m, "latent": list(latent),
+                              "context": list(p.context_shape), "sample_steps": sample_steps, "train_batch": b,
+                              "train": {}, "sample": {}, "profile": {}}
+    compiled: dict[tuple[str, int], torch.nn.Module] = {}  # one torch.compile per (mode, weights) and process
+
+    def compiled_unet(mode: str, kind: int) -> torch.nn.Module:
+        key = (mode, kind)
+        if key not in compiled:
+            compiled[key] = torch.compile(unet, mode=mode) if kind == 0 else torch.compile(unet, dynamic=False)
+        return compiled[key]
+
+    # ---- training: fp32 weights, bf16 autocast on CUDA
+    x0 = torch.randn((b, *latent), generator=g, device=dev)
+    cond = torch.randn((b, *latent), generator=g, device=dev)
+    video = torch.randn((b, frames, dim), generator=g, device=dev)
+    missing = torch.zeros(b, dtype=torch.bool, device=dev)
+    model.train()
+    for vname in [v for v in variants if v in TRAIN_VARIANTS or v == "profile-train"]:
+        v = TRAIN_VARIANTS.get(vname, TrainVariant())
+        graph = v.graph and cuda
+        try:
+            torch.backends.cudnn.benchmark = v.cudnn_benchmark
+            fmt = torch.channels_last if v.channels_last else torch.contiguous_format
+            unet.to(memory_format=fmt)
+            x0_v = x0.contiguous(memory_format=fmt)
+            model.unet = compiled_unet(v.compile_mode, 0) if v.compile_mode else unet
+            # A CUDA graph holds no autocast weight cache and replays the default generator's draws (a side
+            # generator would repeat its numbers); a compiled UNet casts inside its own kernels anyway.
+            amp = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not (graph or v.compile_mode))
+                   if cuda else torch.autocast("cpu", enabled=False))
+            gen = None if graph else g
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda, capturable=graph)
+
+            def step() -> torch.Tensor:
+                with amp:
+                    loss = model.loss(x0_v, video, cond, gen, audio_missing=missing)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                return loss
+
+            def eager_step() -> torch.Tensor:
+                if v.compile_mode == "reduce-overhead":
+                    # A new iteration: the compiled graphs may overwrite the previous step's outputs.
+                    torch.compiler.cudagraph_mark_step_begin()
+                opt.zero_grad(set_to_none=True)
+                return step()
+
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(dev)
+            if vname == "profile-train":
+                for _ in range(2):
+                    eager_step()
+                prof = _profile(eager_step, dev, top)
+                report["profile"][vname] = {"batch": b, **prof}
+                _say_profile(say, f"{vname}: batch {b}", prof)
+                continue
+            if graph:
+                side = torch.cuda.Stream(device=dev)
+                side.wait_stream(torch.cuda.current_stream(dev))
+                with torch.cuda.stream(side):
+                    for _ in range(warmup):
+                        eager_step()
+                torch.cuda.current_stream(dev).wait_stream(side)
+                opt.zero_grad(set_to_none=True)  # the captured backward allocates the grads in the graph's pool
+                cuda_graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(cuda_graph):
+                    static_loss = step()
+                run = cuda_graph.replay
+            else:
+                for _ in range(warmup):
+                    eager_step()
+                run = eager_step
+            _sync(dev)
+            t0 = time.perf_counter()
+            for _ in range(train_steps):
+                out = run()
+            _sync(dev)
+            step_s = (time.perf_counter() - t0) / train_steps
+            loss = float((static_loss if graph else out).detach())
+            res = {"step_ms": 1e3 * step_s, "samples_per_s": b / step_s,
+                   "peak_memory_gb": _peak_bytes(dev) / 2**30, "loss": loss}
+            report["train"][vname] = res
+            extra = " (no CUDA graph on cpu)" if v.graph and not cuda else ""
+            say(f"  {vname}: batch {b}: {res['step_ms']:.1f} ms/step, {res['samples_per_s']:.1f} samples/s, "
+                f"peak memory {res['peak_memory_gb']:.2f} GB, loss {loss:.4f}{extra}")
+        except Exception as e:  # noqa: BLE001 - one line, and the next variant runs
+            report["train" if vname in TRAIN_VARIANTS else "profile"][vname] = _fail(say, vname, e)
+        finally:
+            opt = step = eager_step = run = cuda_graph = static_loss = out = None  # noqa: F841 - frees the graph
+            model.unet = unet
+            model.zero_grad(set_to_none=True)
+            unet.to(memory_format=torch.contiguous_format)
+            _cleanup(dev)
+    compiled.clear()  # the training compilations hold fp32 weights
+
+    # ---- sampling: DPM-Solver++ with classifier-free guidance on the video condition
+    sample_names = [v for v in variants if v in SAMPLE_VARIANTS or v == "profile-sample"]
+    if not sample_names:
+        torch.backends.cudnn.benchmark = cudnn_before
+        return report
+    model.eval()
+    wdtype = torch.bfloat16 if cuda else torch.float32
+    plan = dpm_plan(p.diffusion, sample_steps)
+    inputs = {}
+    with torch.no_grad():
+        for sb in sample_batches:
+            v_in = torch.randn((sb, frames, dim), generator=g, device=dev)
+            a_in = torch.randn((sb, *latent), generator=g, device=dev)
+            amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+            with amp:
+                full, null_video, _ = model.guidance_contexts(v_in, a_in)
+            noise = torch.randn((sb, *latent), generator=g, device=dev)
+            inputs[sb] = (full.to(wdtype), null_video.to(wdtype), noise)
+    model.to(wdtype)
+    refs: dict[int, torch.Tensor] = {}
+
+    def denoiser_for(sb: int, cl: bool):
+        full, null_video, _ = inputs[sb]
+
+        def model_fn(x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+            x = x.to(wdtype)
+            return model(x.contiguous(memory_format=torch.channels_last) if cl else x, t, ctx).float()
+
+        return guided(model_fn, full, null_video, None, w_video=p.diffusion.guidance_scale)
+
+    def diffusers_loop(sb: int, cl: bool = False):
+        den = denoiser_for(sb, cl)
+        return lambda n: sample(den, tuple(n.shape), "dpm", sample_steps, diffusion=p.diffusion, noise=n, device=dev)
+
+    with torch.no_grad():
+        for vname in sample_names:
+            v = SAMPLE_VARIANTS.get(vname, SampleVariant(loop="diffusers"))
+            for sb in sample_batches:
+                label = f"{vname}, batch {sb}"
+                try:
+                    torch.backends.cudnn.benchmark = cuda
+                    noise = inputs[sb][2]
+                    if vname == "profile-sample":
+                        den = denoiser_for(sb, False)
+                        x_in = noise.float()
+                        t_in = torch.full((sb,), plan.timesteps[0], device=dev, dtype=torch.long)
+                        den(x_in, t_in)
+                        prof = _profile(lambda: den(x_in, t_in), dev, top)
+                        report["profile"].setdefault(vname, {})[sb] = prof
+                        _say_profile(say, f"{vname}: one guided denoiser call, batch {sb}", prof)
+                        continue
+                    if sb not in refs:  # diffusers' loop, eager, NCHW: what the others must reproduce
+                        refs[sb] = diffusers_loop(sb)(noise).clone()
+                    unet.to(memory_format=torch.channels_last if v.channels_last else torch.contiguous_format)
+                    model.unet = compiled_unet("default", 1) if v.compile else unet
+                    if v.loop == "diffusers":
+                        fn = diffusers_loop(sb, v.channels_last)
+                    else:
+                        den = denoiser_for(sb, v.channels_last)
+                        fn = (lambda d: lambda n: sample_planned(d, n, plan))(den)
+                    if cuda:
+                        torch.cuda.reset_peak_memory_stats(dev)
+                    graph = v.graph and cuda
+                    if graph:
+                        runner = GraphedLoop(fn, noise, warmup=3 if v.compile else 2)
+                    else:
+                        runner = fn
+                        for _ in range(3 if v.compile else 1):
+                            runner(noise)
+                    runs = []
+                    for _ in range(5 if sb == 1 else 3):
+                        _sync(dev)
+                        t0 = time.perf_counter()
+                        out = runner(noise)
+                        _sync(dev)
+                        runs.append(time.perf_counter() - t0)
+                    best = min(runs)
+                    ref = refs[sb]
+                    res = {"total_ms": 1e3 * best, "ms_per_clip": 1e3 * best / sb,
+                           "peak_memory_gb": _peak_bytes(dev) / 2**30,
+                           "max_abs_diff": float((out.float() - ref).abs().max()),
+                           "ref_max_abs": float(ref.abs().max())}
+                    report["sample"].setdefault(vname, {})[sb] = res
+                    extra = " (no CUDA graph on cpu)" if v.graph and not cuda else ""
+                    say(f"  {label}: {res['total_ms']:.1f} ms, {res['ms_per_clip']:.2f} ms per clip, peak memory "
+                        f"{res['peak_memory_gb']:.2f} GB, max |diff| to sample() {res['max_abs_diff']:.2e} "
+                        f"(of {res['ref_max_abs']:.2f}){extra}")
+                except Exception as e:  # noqa: BLE001 - one line, and the next variant runs
+                    where = "profile" if vname == "profile-sample" else "sample"
+                    report[where].setdefault(vname, {})[sb] = _fail(say, label, e)
+                finally:
+                    runner = fn = den = out = None  # noqa: F841 - frees the graph and its pool
+                    model.unet = unet
+                    unet.to(memory_format=torch.contiguous_format)
+                    _cleanup(dev)
+    torch.backends.cudnn.benchmark = cudnn_before
+    return report
+
+
+def check_variants(r: dict[str, Any]) -> list[str]:
+    """The failed variants and the numbers of a bench_variants report that are not positive and finite."""
+    bad = []
+    for vname, res in r["train"].items():
+        if "error" in res:
+            bad.append(f"train.{vname}")
+            continue
+        bad += [f"train.{vname}.{k}" for k in ("step_ms", "samples_per_s", "peak_memory_gb")
+                if not (math.isfinite(res[k]) and res[k] > 0)]
+    for vname, per in r["sample"].items():
+        for sb, res in per.items():
+            if "error" in res:
+                bad.append(f"sample.{vname}.{sb}")
+                continue
+            bad += [f"sample.{vname}.{sb}.{k}" for k in ("total_ms", "ms_per_clip", "peak_memory_gb")
+                    if not (math.isfinite(res[k]) and res[k] > 0)]
+            if not math.isfinite(res["max_abs_diff"]):
+                bad.append(f"sample.{vname}.{sb}.max_abs_diff")
+    for vname, res in r["profile"].items():
+        for key, prof in ([(None, res)] if "wall_ms" in res or "error" in res else res.items()):
+            if "error" in prof:
+                bad.append(f"profile.{vname}" + (f".{key}" if key is not None else ""))
+    return bad
 
 
 def format_report(r: dict[str, Any]) -> str:
