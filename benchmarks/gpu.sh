@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The GPU numbers of the paper-preset latent diffusion model (860.6 M parameters), each step under its own time
 # limit; every line is printed as soon as it is measured, so a step cut short still leaves what it measured.
-# Default: about 5 minutes of device time, three processes of benchmarks/bench_ldm.py --variants:
-#   1. no compilation (about 1.5 min): kernel profiles of the eager training step and of one guided denoiser
-#      call; training at batch 90 eager, with cuDNN autotuning, channels-last, and as one CUDA graph per step
-#      (NCHW and channels-last); 25-step guided sampling at batch 1 and 50 with bf16 weights: diffusers' loop,
-#      the planned loop (static_sampling), the planned loop as one CUDA graph (NCHW and channels-last);
+# Default: about 5.5 minutes of device time (at most 7 with every limit reached), three processes of
+# benchmarks/bench_ldm.py --variants, the most telling first:
+#   1. no compilation (about 1.2 min): 25-step guided sampling at batch 1 and 50 with bf16 weights: diffusers'
+#      loop, the planned loop (static_sampling), the planned loop as one CUDA graph (NCHW and channels-last);
+#      training at batch 90 eager, with cuDNN autotuning, channels-last, and as one CUDA graph per step (NCHW
+#      and channels-last); kernel profiles of one guided denoiser call and of the eager training step. The
+#      graph variants of each phase come last in it: a failed capture may leave the device unusable;
 #   2. compiled training (one compilation, about 2 min): torch.compile, then the same compiled UNet inside a
 #      whole-step CUDA graph;
-#   3. compiled sampling (two compilations, about 2.5 min): the bf16 UNet compiled inside the 25-step CUDA
-#      graph, batch 1, then batch 50.
+#   3. compiled sampling (one compilation per batch, about 2.5 min): the bf16 UNet compiled inside the 25-step
+#      CUDA graph, batch 1, then batch 50 (COMPILED_SAMPLE_BATCHES="1": batch 1 only, about 1.5 min).
 # Targets: >= 1,600 samples/s, <= 100 ms at batch 1, <= 8 ms/clip at 50.
 #     bash benchmarks/gpu.sh           # PYTHON=.venv/bin/python by default; JSON results under out/
 #     CHECK=1     ...  also benchmarks/cuda_check.py first (the default model on CUDA against the CPU)
@@ -30,24 +32,27 @@ bench() {  # $1: time limit, $2: json name, then extra arguments
     local limit=$1 json=$2
     shift 2
     echo "== bench_ldm.py $* (limit ${limit} s)"
+    # --sample-batches given last (in "$@") replaces the default.
     timeout "$limit" "$PYTHON" benchmarks/bench_ldm.py --presets paper --device cuda --train-batch 90 \
-        --sample-batches 1 50 --sample-steps 25 --json "$OUTDIR/$json" "$@" || status=1
+        --sample-steps 25 --json "$OUTDIR/$json" --sample-batches 1 50 "$@" || status=1
 }
 if [ -n "${BASELINE:-}" ]; then
     bench "${EAGER_LIMIT:-120}" gpu_bench_eager.json --train-steps 20
     bench "${COMPILE_LIMIT:-280}" gpu_bench_compiled.json --train-steps 20 --compile
 fi
 case $SKIP in *" 1 "*) ;; *)
-    bench "${VARIANTS_LIMIT:-150}" gpu_variants_eager.json --train-steps 10 --variants \
-        train train-cudnn train-cl train-graph train-cl-graph profile-train \
-        sample-bf16 sample-planned sample-graph sample-graph-cl profile-sample ;;
+    bench "${VARIANTS_LIMIT:-130}" gpu_variants_eager.json --train-steps 10 --variants \
+        sample-bf16 sample-planned profile-sample sample-graph sample-graph-cl \
+        train train-cudnn train-cl profile-train train-graph train-cl-graph ;;
 esac
 case $SKIP in *" 2 "*) ;; *)
-    bench "${TRAIN_COMPILE_LIMIT:-170}" gpu_variants_train_compiled.json --train-steps 10 --variants \
+    bench "${TRAIN_COMPILE_LIMIT:-150}" gpu_variants_train_compiled.json --train-steps 10 --variants \
         train-compiled train-compiled-graph ;;
 esac
 case $SKIP in *" 3 "*) ;; *)
-    bench "${SAMPLE_COMPILE_LIMIT:-200}" gpu_variants_sample_compiled.json --variants sample-compiled-graph ;;
+    # shellcheck disable=SC2086  # the batches are words
+    bench "${SAMPLE_COMPILE_LIMIT:-170}" gpu_variants_sample_compiled.json --variants sample-compiled-graph \
+        --sample-batches ${COMPILED_SAMPLE_BATCHES:-1 50} ;;
 esac
 if [ -n "${EXTRA:-}" ]; then
     bench "${EXTRA_LIMIT:-300}" gpu_variants_train_extra.json --train-steps 10 --variants \

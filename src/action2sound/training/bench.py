@@ -8,10 +8,15 @@ fused AdamW; with `compile`, the UNet is compiled for training (default mode), f
 CUDA graphs ("reduce-overhead": at batch 1 the step is launch-bound) and for larger batches in default mode.
 The first runs of each phase pay for warm-up / compilation and are not timed. `progress` gets one line per
 finished measurement, so a run cut short by a time limit still shows what it measured.
+
+`bench_variants` measures named alternatives side by side in one process (VARIANTS: cuDNN autotuning,
+channels-last, the whole training step or the whole 25-step sampling loop as one CUDA graph replay, compiled
+UNets inside those graphs) and kernel profiles; `benchmarks/gpu.sh` runs them on the paper preset.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import resource
 import sys
@@ -148,9 +153,8 @@ def check_report(r: dict[str, Any]) -> list[str]:
 # ====================================================================================== variants side by side
 # Each variant is one way to run the same training step or the same 25-step guided sampling, measured in one
 # process on one model, one printed line as soon as it is measured; a variant that fails prints one line and
-# the next one runs. Training variants all run first (fp32 weights, bf16 autocast on CUDA), then the sampling
-# ones (on CUDA the weights are cast to bf16 once: no autocast, whose weight-cast cache a CUDA graph cannot
-# hold).
+# the next one runs. Training variants use fp32 weights and bf16 autocast on CUDA; the sampling ones, on CUDA,
+# a bf16 copy of the model (no autocast, whose weight-cast cache a CUDA graph cannot hold).
 
 
 @dataclass(frozen=True)
@@ -257,8 +261,9 @@ def bench_variants(preset: str | Preset = "tiny", variants: tuple[str, ...] = ("
     """Measure the named VARIANTS on one ldm -> {"device", "preset", ..., "train": {name: {...}},
     "sample": {name: {batch: {...}}}, "profile": {...}}; a failed variant's entry is {"error": "..."}.
 
-    Training variants (and profile-train) run first, in the given order, then the sampling ones. Sampling
-    outputs are compared with sampling.sample's (diffusers' DPM-Solver++) on the same bf16 model and noise:
+    The variants run in the given order, grouped by phase (training with profile-train, sampling with
+    profile-sample), the phase of the first named variant first. Sampling outputs are compared with
+    sampling.sample's (diffusers' DPM-Solver++) on the same bf16 model and noise:
     `max_abs_diff` against `ref_max_abs`, the reference's largest entry.
     """
     from ..models.ldm import LatentDiffusion
@@ -289,194 +294,202 @@ def bench_variants(preset: str | Preset = "tiny", variants: tuple[str, ...] = ("
     report: dict[str, Any] = {"device": name, "preset": p.name, "params_m": params_m, "latent": list(latent),
                               "context": list(p.context_shape), "sample_steps": sample_steps, "train_batch": b,
                               "train": {}, "sample": {}, "profile": {}}
-    compiled: dict[tuple[str, int], torch.nn.Module] = {}  # one torch.compile per (mode, weights) and process
+    compiled: dict[tuple[int, str | None, bool], torch.nn.Module] = {}  # one torch.compile per module and mode
 
-    def compiled_unet(mode: str, kind: int) -> torch.nn.Module:
-        key = (mode, kind)
+    def compiled_unet(module: torch.nn.Module, mode: str | None, static: bool = False) -> torch.nn.Module:
+        key = (id(module), mode, static)
         if key not in compiled:
-            compiled[key] = torch.compile(unet, mode=mode) if kind == 0 else torch.compile(unet, dynamic=False)
+            compiled[key] = torch.compile(module, mode=mode, dynamic=False if static else None)
         return compiled[key]
 
-    # ---- training: fp32 weights, bf16 autocast on CUDA
-    x0 = torch.randn((b, *latent), generator=g, device=dev)
-    cond = torch.randn((b, *latent), generator=g, device=dev)
-    video = torch.randn((b, frames, dim), generator=g, device=dev)
-    missing = torch.zeros(b, dtype=torch.bool, device=dev)
-    model.train()
-    for vname in [v for v in variants if v in TRAIN_VARIANTS or v == "profile-train"]:
-        v = TRAIN_VARIANTS.get(vname, TrainVariant())
-        graph = v.graph and cuda
-        try:
-            torch.backends.cudnn.benchmark = v.cudnn_benchmark
-            fmt = torch.channels_last if v.channels_last else torch.contiguous_format
-            unet.to(memory_format=fmt)
-            x0_v = x0.contiguous(memory_format=fmt)
-            model.unet = compiled_unet(v.compile_mode, 0) if v.compile_mode else unet
-            # A CUDA graph holds no autocast weight cache and replays the default generator's draws (a side
-            # generator would repeat its numbers); a compiled UNet casts inside its own kernels anyway.
-            amp = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not (graph or v.compile_mode))
-                   if cuda else torch.autocast("cpu", enabled=False))
-            gen = None if graph else g
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda, capturable=graph)
+    def train_phase() -> None:
+        """Training: fp32 weights, bf16 autocast on CUDA."""
+        x0 = torch.randn((b, *latent), generator=g, device=dev)
+        cond = torch.randn((b, *latent), generator=g, device=dev)
+        video = torch.randn((b, frames, dim), generator=g, device=dev)
+        missing = torch.zeros(b, dtype=torch.bool, device=dev)
+        model.train()
+        for vname in [v for v in variants if v in TRAIN_VARIANTS or v == "profile-train"]:
+            v = TRAIN_VARIANTS.get(vname, TrainVariant())
+            graph = v.graph and cuda
+            try:
+                torch.backends.cudnn.benchmark = v.cudnn_benchmark
+                fmt = torch.channels_last if v.channels_last else torch.contiguous_format
+                unet.to(memory_format=fmt)
+                x0_v = x0.contiguous(memory_format=fmt)
+                model.unet = compiled_unet(unet, v.compile_mode) if v.compile_mode else unet
+                # A CUDA graph holds no autocast weight cache and replays the default generator's draws (a side
+                # generator would repeat its numbers); a compiled UNet casts inside its own kernels anyway.
+                amp = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not (graph or v.compile_mode))
+                       if cuda else torch.autocast("cpu", enabled=False))
+                gen = None if graph else g
+                opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda, capturable=graph)
 
-            def step() -> torch.Tensor:
-                with amp:
-                    loss = model.loss(x0_v, video, cond, gen, audio_missing=missing)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                return loss
+                def step() -> torch.Tensor:
+                    with amp:
+                        loss = model.loss(x0_v, video, cond, gen, audio_missing=missing)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    return loss
 
-            def eager_step() -> torch.Tensor:
-                if v.compile_mode == "reduce-overhead":
-                    # A new iteration: the compiled graphs may overwrite the previous step's outputs.
-                    torch.compiler.cudagraph_mark_step_begin()
-                opt.zero_grad(set_to_none=True)
-                return step()
+                def eager_step() -> torch.Tensor:
+                    if v.compile_mode == "reduce-overhead":
+                        # A new iteration: the compiled graphs may overwrite the previous step's outputs.
+                        torch.compiler.cudagraph_mark_step_begin()
+                    opt.zero_grad(set_to_none=True)
+                    return step()
 
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(dev)
-            if vname == "profile-train":
-                for _ in range(2):
-                    eager_step()
-                prof = _profile(eager_step, dev, top)
-                report["profile"][vname] = {"batch": b, **prof}
-                _say_profile(say, f"{vname}: batch {b}", prof)
-                continue
-            if graph:
-                side = torch.cuda.Stream(device=dev)
-                side.wait_stream(torch.cuda.current_stream(dev))
-                with torch.cuda.stream(side):
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats(dev)
+                if vname == "profile-train":
+                    for _ in range(2):
+                        eager_step()
+                    prof = _profile(eager_step, dev, top)
+                    report["profile"][vname] = {"batch": b, **prof}
+                    _say_profile(say, f"{vname}: batch {b}", prof)
+                    continue
+                if graph:
+                    side = torch.cuda.Stream(device=dev)
+                    side.wait_stream(torch.cuda.current_stream(dev))
+                    with torch.cuda.stream(side):
+                        for _ in range(warmup):
+                            eager_step()
+                    torch.cuda.current_stream(dev).wait_stream(side)
+                    opt.zero_grad(set_to_none=True)  # the captured backward allocates the grads in the graph's pool
+                    cuda_graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(cuda_graph):
+                        static_loss = step()
+                    run = cuda_graph.replay
+                else:
                     for _ in range(warmup):
                         eager_step()
-                torch.cuda.current_stream(dev).wait_stream(side)
-                opt.zero_grad(set_to_none=True)  # the captured backward allocates the grads in the graph's pool
-                cuda_graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(cuda_graph):
-                    static_loss = step()
-                run = cuda_graph.replay
-            else:
-                for _ in range(warmup):
-                    eager_step()
-                run = eager_step
-            _sync(dev)
-            t0 = time.perf_counter()
-            for _ in range(train_steps):
-                out = run()
-            _sync(dev)
-            step_s = (time.perf_counter() - t0) / train_steps
-            loss = float((static_loss if graph else out).detach())
-            res = {"step_ms": 1e3 * step_s, "samples_per_s": b / step_s,
-                   "peak_memory_gb": _peak_bytes(dev) / 2**30, "loss": loss}
-            report["train"][vname] = res
-            extra = " (no CUDA graph on cpu)" if v.graph and not cuda else ""
-            say(f"  {vname}: batch {b}: {res['step_ms']:.1f} ms/step, {res['samples_per_s']:.1f} samples/s, "
-                f"peak memory {res['peak_memory_gb']:.2f} GB, loss {loss:.4f}{extra}")
-        except Exception as e:  # noqa: BLE001 - one line, and the next variant runs
-            report["train" if vname in TRAIN_VARIANTS else "profile"][vname] = _fail(say, vname, e)
-        finally:
-            opt = step = eager_step = run = cuda_graph = static_loss = out = None  # noqa: F841 - frees the graph
-            model.unet = unet
-            model.zero_grad(set_to_none=True)
-            unet.to(memory_format=torch.contiguous_format)
-            _cleanup(dev)
-    compiled.clear()  # the training compilations hold fp32 weights
+                    run = eager_step
+                _sync(dev)
+                t0 = time.perf_counter()
+                for _ in range(train_steps):
+                    out = run()
+                _sync(dev)
+                step_s = (time.perf_counter() - t0) / train_steps
+                loss = float((static_loss if graph else out).detach())
+                res = {"step_ms": 1e3 * step_s, "samples_per_s": b / step_s,
+                       "peak_memory_gb": _peak_bytes(dev) / 2**30, "loss": loss}
+                report["train"][vname] = res
+                extra = " (no CUDA graph on cpu)" if v.graph and not cuda else ""
+                say(f"  {vname}: batch {b}: {res['step_ms']:.1f} ms/step, {res['samples_per_s']:.1f} samples/s, "
+                    f"peak memory {res['peak_memory_gb']:.2f} GB, loss {loss:.4f}{extra}")
+            except Exception as e:  # noqa: BLE001 - one line, and the next variant runs
+                report["train" if vname in TRAIN_VARIANTS else "profile"][vname] = _fail(say, vname, e)
+            finally:
+                opt = step = eager_step = run = cuda_graph = static_loss = out = None  # noqa: F841 - frees the graph
+                model.unet = unet
+                model.zero_grad(set_to_none=True)
+                unet.to(memory_format=torch.contiguous_format)
+                _cleanup(dev)
+        compiled.clear()
 
-    # ---- sampling: DPM-Solver++ with classifier-free guidance on the video condition
-    sample_names = [v for v in variants if v in SAMPLE_VARIANTS or v == "profile-sample"]
-    if not sample_names:
-        torch.backends.cudnn.benchmark = cudnn_before
-        return report
-    model.eval()
-    wdtype = torch.bfloat16 if cuda else torch.float32
-    plan = dpm_plan(p.diffusion, sample_steps)
-    inputs = {}
-    with torch.no_grad():
-        for sb in sample_batches:
-            v_in = torch.randn((sb, frames, dim), generator=g, device=dev)
-            a_in = torch.randn((sb, *latent), generator=g, device=dev)
-            amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
-            with amp:
-                full, null_video, _ = model.guidance_contexts(v_in, a_in)
-            noise = torch.randn((sb, *latent), generator=g, device=dev)
-            inputs[sb] = (full.to(wdtype), null_video.to(wdtype), noise)
-    model.to(wdtype)
-    refs: dict[int, torch.Tensor] = {}
-
-    def denoiser_for(sb: int, cl: bool):
-        full, null_video, _ = inputs[sb]
-
-        def model_fn(x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-            x = x.to(wdtype)
-            return model(x.contiguous(memory_format=torch.channels_last) if cl else x, t, ctx).float()
-
-        return guided(model_fn, full, null_video, None, w_video=p.diffusion.guidance_scale)
-
-    def diffusers_loop(sb: int, cl: bool = False):
-        den = denoiser_for(sb, cl)
-        return lambda n: sample(den, tuple(n.shape), "dpm", sample_steps, diffusion=p.diffusion, noise=n, device=dev)
-
-    with torch.no_grad():
-        for vname in sample_names:
-            v = SAMPLE_VARIANTS.get(vname, SampleVariant(loop="diffusers"))
+    def sample_phase() -> None:
+        """Sampling: DPM-Solver++ with classifier-free guidance on the video condition."""
+        sample_names = [v for v in variants if v in SAMPLE_VARIANTS or v == "profile-sample"]
+        wdtype = torch.bfloat16 if cuda else torch.float32
+        plan = dpm_plan(p.diffusion, sample_steps)
+        inputs = {}
+        model.eval()
+        with torch.no_grad():
             for sb in sample_batches:
-                label = f"{vname}, batch {sb}"
-                try:
-                    torch.backends.cudnn.benchmark = cuda
-                    noise = inputs[sb][2]
-                    if vname == "profile-sample":
-                        den = denoiser_for(sb, False)
-                        x_in = noise.float()
-                        t_in = torch.full((sb,), plan.timesteps[0], device=dev, dtype=torch.long)
-                        den(x_in, t_in)
-                        prof = _profile(lambda: den(x_in, t_in), dev, top)
-                        report["profile"].setdefault(vname, {})[sb] = prof
-                        _say_profile(say, f"{vname}: one guided denoiser call, batch {sb}", prof)
-                        continue
-                    if sb not in refs:  # diffusers' loop, eager, NCHW: what the others must reproduce
-                        refs[sb] = diffusers_loop(sb)(noise).clone()
-                    unet.to(memory_format=torch.channels_last if v.channels_last else torch.contiguous_format)
-                    model.unet = compiled_unet("default", 1) if v.compile else unet
-                    if v.loop == "diffusers":
-                        fn = diffusers_loop(sb, v.channels_last)
-                    else:
-                        den = denoiser_for(sb, v.channels_last)
-                        fn = (lambda d: lambda n: sample_planned(d, n, plan))(den)
-                    if cuda:
-                        torch.cuda.reset_peak_memory_stats(dev)
-                    graph = v.graph and cuda
-                    if graph:
-                        runner = GraphedLoop(fn, noise, warmup=3 if v.compile else 2)
-                    else:
-                        runner = fn
-                        for _ in range(3 if v.compile else 1):
-                            runner(noise)
-                    runs = []
-                    for _ in range(5 if sb == 1 else 3):
-                        _sync(dev)
-                        t0 = time.perf_counter()
-                        out = runner(noise)
-                        _sync(dev)
-                        runs.append(time.perf_counter() - t0)
-                    best = min(runs)
-                    ref = refs[sb]
-                    res = {"total_ms": 1e3 * best, "ms_per_clip": 1e3 * best / sb,
-                           "peak_memory_gb": _peak_bytes(dev) / 2**30,
-                           "max_abs_diff": float((out.float() - ref).abs().max()),
-                           "ref_max_abs": float(ref.abs().max())}
-                    report["sample"].setdefault(vname, {})[sb] = res
-                    extra = " (no CUDA graph on cpu)" if v.graph and not cuda else ""
-                    say(f"  {label}: {res['total_ms']:.1f} ms, {res['ms_per_clip']:.2f} ms per clip, peak memory "
-                        f"{res['peak_memory_gb']:.2f} GB, max |diff| to sample() {res['max_abs_diff']:.2e} "
-                        f"(of {res['ref_max_abs']:.2f}){extra}")
-                except Exception as e:  # noqa: BLE001 - one line, and the next variant runs
-                    where = "profile" if vname == "profile-sample" else "sample"
-                    report[where].setdefault(vname, {})[sb] = _fail(say, label, e)
-                finally:
-                    runner = fn = den = out = None  # noqa: F841 - frees the graph and its pool
-                    model.unet = unet
-                    unet.to(memory_format=torch.contiguous_format)
-                    _cleanup(dev)
+                v_in = torch.randn((sb, frames, dim), generator=g, device=dev)
+                a_in = torch.randn((sb, *latent), generator=g, device=dev)
+                amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+                with amp:
+                    full, null_video, _ = model.guidance_contexts(v_in, a_in)
+                noise = torch.randn((sb, *latent), generator=g, device=dev)
+                inputs[sb] = (full.to(wdtype), null_video.to(wdtype), noise)
+        # On CUDA a bf16 copy (no autocast, whose weight-cast cache a CUDA graph cannot hold); the training
+        # phase keeps its fp32 weights, whichever runs first.
+        smodel = copy.deepcopy(model).to(wdtype).eval() if wdtype != torch.float32 else model.eval()
+        sunet = smodel.unet
+        refs: dict[int, torch.Tensor] = {}
+
+        def denoiser_for(sb: int, cl: bool):
+            full, null_video, _ = inputs[sb]
+
+            def model_fn(x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+                x = x.to(wdtype)
+                return smodel(x.contiguous(memory_format=torch.channels_last) if cl else x, t, ctx).float()
+
+            return guided(model_fn, full, null_video, None, w_video=p.diffusion.guidance_scale)
+
+        def diffusers_loop(sb: int, cl: bool = False):
+            den = denoiser_for(sb, cl)
+            return lambda n: sample(den, tuple(n.shape), "dpm", sample_steps, diffusion=p.diffusion, noise=n,
+                                    device=dev)
+
+        with torch.no_grad():
+            for vname in sample_names:
+                v = SAMPLE_VARIANTS.get(vname, SampleVariant(loop="diffusers"))
+                for sb in sample_batches:
+                    label = f"{vname}, batch {sb}"
+                    try:
+                        torch.backends.cudnn.benchmark = cuda
+                        noise = inputs[sb][2]
+                        if vname == "profile-sample":
+                            den = denoiser_for(sb, False)
+                            x_in = noise.float()
+                            t_in = torch.full((sb,), plan.timesteps[0], device=dev, dtype=torch.long)
+                            den(x_in, t_in)
+                            prof = _profile(lambda: den(x_in, t_in), dev, top)
+                            report["profile"].setdefault(vname, {})[sb] = prof
+                            _say_profile(say, f"{vname}: one guided denoiser call, batch {sb}", prof)
+                            continue
+                        if sb not in refs:  # diffusers' loop, eager, NCHW: what the others must reproduce
+                            refs[sb] = diffusers_loop(sb)(noise).clone()
+                        sunet.to(memory_format=torch.channels_last if v.channels_last else torch.contiguous_format)
+                        smodel.unet = compiled_unet(sunet, None, static=True) if v.compile else sunet
+                        if v.loop == "diffusers":
+                            fn = diffusers_loop(sb, v.channels_last)
+                        else:
+                            den = denoiser_for(sb, v.channels_last)
+                            fn = (lambda d: lambda n: sample_planned(d, n, plan))(den)
+                        if cuda:
+                            torch.cuda.reset_peak_memory_stats(dev)
+                        graph = v.graph and cuda
+                        if graph:
+                            runner = GraphedLoop(fn, noise, warmup=3 if v.compile else 2)
+                        else:
+                            runner = fn
+                            for _ in range(3 if v.compile else 1):
+                                runner(noise)
+                        runs = []
+                        for _ in range(5 if sb == 1 else 3):
+                            _sync(dev)
+                            t0 = time.perf_counter()
+                            out = runner(noise)
+                            _sync(dev)
+                            runs.append(time.perf_counter() - t0)
+                        best = min(runs)
+                        ref = refs[sb]
+                        res = {"total_ms": 1e3 * best, "ms_per_clip": 1e3 * best / sb,
+                               "peak_memory_gb": _peak_bytes(dev) / 2**30,
+                               "max_abs_diff": float((out.float() - ref).abs().max()),
+                               "ref_max_abs": float(ref.abs().max())}
+                        report["sample"].setdefault(vname, {})[sb] = res
+                        extra = " (no CUDA graph on cpu)" if v.graph and not cuda else ""
+                        say(f"  {label}: {res['total_ms']:.1f} ms, {res['ms_per_clip']:.2f} ms per clip, peak memory "
+                            f"{res['peak_memory_gb']:.2f} GB, max |diff| to sample() {res['max_abs_diff']:.2e} "
+                            f"(of {res['ref_max_abs']:.2f}){extra}")
+                    except Exception as e:  # noqa: BLE001 - one line, and the next variant runs
+                        where = "profile" if vname == "profile-sample" else "sample"
+                        report[where].setdefault(vname, {})[sb] = _fail(say, label, e)
+                    finally:
+                        runner = fn = den = out = None  # noqa: F841 - frees the graph and its pool
+                        smodel.unet = sunet
+                        sunet.to(memory_format=torch.contiguous_format)
+                        _cleanup(dev)
+    # The phases in the order of their first variant: a CUDA graph that fails to capture may leave the device
+    # unusable for what follows, so what matters most goes first.
+    phases = {v: (train_phase if v in TRAIN_VARIANTS or v == "profile-train" else sample_phase) for v in variants}
+    for phase in dict.fromkeys(phases.values()):
+        phase()
     torch.backends.cudnn.benchmark = cudnn_before
     return report
 
