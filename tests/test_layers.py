@@ -15,7 +15,7 @@ PACKAGE = Path(action2sound.__file__).parent
 LAYERS = {
     "errors": 1, "config": 1,
     "media": 2, "mel": 2, "levels": 2, "plotting": 2,
-    "sampling": 3, "weights": 3, "models": 3, "convert": 3, "mel_bridge": 3,
+    "sampling": 3, "static_sampling": 3, "weights": 3, "models": 3, "convert": 3, "mel_bridge": 3,
     "data": 4, "benchmark": 4, "retrieval": 4, "indexing": 4, "conditions": 4,
     "training": 5, "options": 5, "windows": 5, "outputs": 5, "pipeline": 5,
     "evaluation": 6, "api": 6,
