@@ -33,15 +33,28 @@ from action2sound.training.sync_encoder import sync_clip_dataset, SyncEncoderSta
 DELAYS_S = (-0.5, -0.3, 0.0, 0.3, 0.5)
 
 
-def delayed_mels(table, p, delay_s: float) -> torch.Tensor:
+def delayed_mels(table, p, delay_s: float, bench: Path) -> torch.Tensor:
     """Normalised mels [B, n_mels, frames] of each clip's audio delay_s late: the episode's own sound from
-    start - delay_s (so the window holds real sound throughout, as a late soundtrack would)."""
+    start - delay_s (so the window holds real sound throughout, as a late soundtrack would).
+
+    Read from the long episode (bench/episodes/<video>.mp4 at the clip's time in it): a clip file holds only its
+    own 3 s, so reading it from start - delay_s < 0 would give the clip undelayed (a first version did that,
+    and scored every positive delay as "0 ms").
+    """
     from action2sound import media
     from action2sound.mel import fit_wave, wave_to_mel
 
     a = p.audio
-    mels = [wave_to_mel(fit_wave(media.read_audio(c.media_path, max(0.0, c.media_start - delay_s), c.duration,
-                                                  a.sample_rate), a), a) for c in table]
+    mels = []
+    for c in table:
+        episode = bench / "episodes" / f"{c.video_id}.mp4"
+        if not episode.is_file():
+            raise SystemExit(f"{episode} is missing: the delayed audio is read from the benchmark's long episodes")
+        start = c.video_start - delay_s
+        wave = media.read_audio(str(episode), max(0.0, start), c.duration, a.sample_rate)
+        if start < 0:  # the episode had not begun: silence first
+            wave = np.concatenate([np.zeros(int(round(-start * a.sample_rate)), wave.dtype), wave])
+        mels.append(wave_to_mel(fit_wave(wave, a), a))
     return torch.from_numpy(np.stack(mels))
 
 
@@ -99,7 +112,7 @@ def main() -> None:
     t2 = time.process_time()
     with torch.no_grad():
         for d in DELAYS_S:
-            mel = test["mel"] if d == 0.0 else delayed_mels(test_t, p, d)
+            mel = test["mel"] if d == 0.0 else delayed_mels(test_t, p, d, args.bench)
             est = enc.estimate_offset(test["sync_frames"], mel).numpy()
             err = np.abs(est - d)
             row = {}

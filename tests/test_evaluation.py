@@ -341,3 +341,26 @@ def test_train_sync_then_evaluate_reports_av_sync_and_its_ceiling(env, tmp_path,
     assert summary["mean"]["av_sync"] in (0.0, 100.0) and summary["groundtruth"]["av_sync"] in (0.0, 100.0)
     record = json.loads((out / "records.jsonl").read_text().splitlines()[0])
     assert len(record["sync_p"]) == 2 and record["in_sync"] == (max(record["sync_p"]) >= 0.5)
+
+
+def test_desync_judge_measures_every_output_and_the_reference_alike(env, tmp_path):
+    from action2sound.evaluation.runner import EvalSettings, evaluate
+    from generation_factory import tiny_model_dir
+    from action2sound.weights import load_sync_encoder
+
+    judge = tiny_model_dir(tmp_path / "judge", seed=3, sync_encoder=True)
+    enc, _ = load_sync_encoder(judge)
+    reach_ms = 1000.0 * enc.cfg.max_shift_columns * enc.period
+    common = dict(model=str(env.model), data=str(env.bench), index=str(env.index), steps=1, fad_embedder="none",
+                  device="cpu", progress=False, limit=3, desync=str(judge))
+    rep = evaluate(EvalSettings(out=str(tmp_path / "gt"), baseline="groundtruth", **common))
+    records = [json.loads(line) for line in (rep.out / "records.jsonl").read_text().splitlines()]
+    assert all(abs(r["sync_offset_ms"]) <= reach_ms + 1e-6 for r in records)
+    by_clip = {}
+    for r in records:
+        by_clip.setdefault(r["clip_id"], []).append(r["sync_offset_ms"])
+    assert len(by_clip) >= 2 and all(len(v) == 2 for v in by_clip.values())  # the reference and one output
+    assert all(a == b for a, b in by_clip.values())  # the ground truth as output: the judge's same answer
+    assert rep.summary["mean"]["desync_ms"] == pytest.approx(rep.summary["groundtruth"]["desync_ms"])
+    with pytest.raises(Exception, match="has no sync encoder"):
+        evaluate(EvalSettings(out=str(tmp_path / "bad"), **{**common, "desync": str(env.model)}))
