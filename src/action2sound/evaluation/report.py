@@ -157,6 +157,7 @@ COLUMNS = (  # (summary key, header, format)
     ("onset_f1@100ms", "F1 ±100 ms ↑", "{:.3f}"), ("onset_ap", "onset AP ↑", "{:.3f}"),
     ("off_centre_recall", "off-centre rec. ↑", "{:.3f}"),
     ("centre_impulse_f1@50ms", "centre impulse F1 ±50 ms", "{:.3f}"), ("desync_ms", "DeSync ms ↓", "{:.0f}"),
+    ("shift_follow", "shift test ↑", "{:.2f}"),
     ("kind_accuracy", "kind acc ↑", "{:.3f}"),
     ("leakage", "leakage ↓", "{:.3f}"), ("hallucination_per_s", "halluc./s ↓", "{:.2f}"),
     ("controllability_r", "control r ↑", "{:.3f}"), ("ambient_db", "ambient dB", "{:.1f}"),
