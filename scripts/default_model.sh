@@ -49,7 +49,7 @@ stage av "$AV_STEPS" --data "$WIN/clips.tsv" --quiet & av=$!
 stage vae "$VAE_STEPS" --data "$WIN/clips.tsv" --quiet & vae=$!
 stage sync_encoder "$SYNC_STEPS" --data "$WIN/clips.tsv" --quiet & sync=$!
 wait $av && wait $vae && wait $sync
-$A2S preencode --data "$WIN/clips.tsv" --model "$RUN" --out "$RUN/store"
+$A2S preencode --data "$WIN/clips.tsv" --model "$RUN" --out "$RUN/store" --workers 2
 stage ldm "$LDM_STEPS" --data "$RUN/store"
 
 rm -rf "$OUT.tmp" && $A2S export "$RUN" --out "$OUT.tmp"
