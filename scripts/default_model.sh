@@ -13,8 +13,8 @@ OUT="${OUT:-src/action2sound/default_model}"
 BANK="${BANK:-$RUN/bank}"
 AV_STEPS="${AV_STEPS:-300}"
 VAE_STEPS="${VAE_STEPS:-600}"
-SYNC_STEPS="${SYNC_STEPS:-1500}"
-LDM_STEPS="${LDM_STEPS:-3000}"
+SYNC_STEPS="${SYNC_STEPS:-2000}"
+LDM_STEPS="${LDM_STEPS:-2500}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$RUN"
 
@@ -47,7 +47,7 @@ stage() {  # stage NAME STEPS ARGS... : train unless finished, resuming a killed
 
 stage av "$AV_STEPS" --data "$WIN/clips.tsv" --quiet & av=$!
 stage vae "$VAE_STEPS" --data "$WIN/clips.tsv" --quiet & vae=$!
-stage sync_encoder "$SYNC_STEPS" --data "$WIN/clips.tsv" --quiet & sync=$!
+stage sync_encoder "$SYNC_STEPS" --data "$WIN/clips.tsv" --quiet --cache-mb 2048 & sync=$!
 wait $av && wait $vae && wait $sync
 $A2S preencode --data "$WIN/clips.tsv" --model "$RUN" --out "$RUN/store" --workers 2
 stage ldm "$LDM_STEPS" --data "$RUN/store"
