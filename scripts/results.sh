@@ -6,8 +6,8 @@
 # Rows: our design (the sync stream) and the paper's (cross-attention only; the same av/vae/store, an ldm
 # trained without the stream), each with the retrieved / quiet / none audio condition; the model without audio
 # condition (video only); the retrieval baseline; the ground truth (every table's last row); a steps curve of our
-# design. Every row is scored on the same clips and seeds, with the default model's sync encoder as the judge of
-# the DeSync-like offset, and the centre impulse's scores beside it.
+# design. Every row is scored on the same clips and seeds, with one judge of the DeSync-like offset (the run's
+# sync encoder, the one the default model ships), and the centre impulse's scores beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A2S=".venv/bin/action2sound"
@@ -16,25 +16,26 @@ BENCH="$RUN/bench"
 STUDY="${STUDY:-runs/results}"
 LIMIT="${LIMIT:-42}"
 SEEDS="${SEEDS:-3}"
-CMP_STEPS="${CMP_STEPS:-1500}"  # training steps of the two comparison ldms
+PAPER_STEPS="${PAPER_STEPS:-2500}"  # the paper design's ldm: as many steps as the shipped model's
+VO_STEPS="${VO_STEPS:-1500}"  # the video-only ldm
 MODEL="src/action2sound/default_model"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$STUDY"
 
 ev() {  # ev LABEL ARGS...
   local label=$1; shift
-  $A2S evaluate --data "$BENCH" --out "$STUDY/$label" --limit "$LIMIT" --desync "$MODEL" --label "$label" \
+  $A2S evaluate --data "$BENCH" --out "$STUDY/$label" --limit "$LIMIT" --desync "$RUN" --label "$label" \
     --quiet "$@"
 }
 
 # The comparison models: the same av, vae and store; only the ldm differs.
-cmp_model() {  # cmp_model NAME LINKS SETTINGS...: train an ldm, export it with the linked stages
-  local name=$1 links=$2; shift 2
+cmp_model() {  # cmp_model NAME STEPS LINKS SETTINGS...: train an ldm, export it with the linked stages
+  local name=$1 steps=$2 links=$3; shift 3
   local run="$STUDY/runs/$name"
   mkdir -p "$run"
   for s in $links; do ln -sfn "$(realpath "$RUN/$s")" "$run/$s"; done
   [ -f "$run/ldm/summary.json" ] || $A2S train ldm --preset small --data "$RUN/store" --out "$run" \
-    --max-steps "$CMP_STEPS" --checkpoint-every 250 --quiet "$@" \
+    --max-steps "$steps" --checkpoint-every 250 --quiet "$@" \
     $( [ -f "$run/ldm/checkpoints/last.ckpt" ] && echo --resume )
   [ -f "$STUDY/models/$name/model.json" ] || $A2S export "$run" --out "$STUDY/models/$name"
   [ -f "$STUDY/models/$name/index/index.json" ] || \
@@ -51,11 +52,11 @@ for steps in 5 10 50; do
 done
 
 # The paper's design (no sync stream) and the model without audio condition (our design, video only).
-cmp_model paper "av vae" --set sync_stream.enabled=false
+cmp_model paper "$PAPER_STEPS" "av vae" --set sync_stream.enabled=false
 ev "paper design, retrieved" --model "$STUDY/models/paper" --ambient retrieved --seeds "$SEEDS" --shift-test
 ev "paper design, quiet" --model "$STUDY/models/paper" --ambient quiet --seeds "$SEEDS"
 ev "paper design, none" --model "$STUDY/models/paper" --ambient none --seeds "$SEEDS"
-cmp_model videoonly "av vae sync_encoder" --set cond.use_audio=false
+cmp_model videoonly "$VO_STEPS" "av vae sync_encoder" --set cond.use_audio=false
 ev "video only (no audio condition)" --model "$STUDY/models/videoonly" --ambient none --seeds "$SEEDS"
 
 .venv/bin/python - "$STUDY" <<'PY'
