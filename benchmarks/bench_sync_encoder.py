@@ -29,19 +29,33 @@ from action2sound.evaluation.benchmark_metrics import median_abs_offset_ms, visi
 from action2sound.data import load_clip_table
 from action2sound.training.data import StageData
 from action2sound.training.sync_encoder import sync_clip_dataset, SyncEncoderStage
+from action2sound.weights import load_sync_encoder
 
 DELAYS_S = (-0.5, -0.3, 0.0, 0.3, 0.5)
 
 
-def delayed_mels(table, p, delay_s: float) -> torch.Tensor:
+def delayed_mels(table, p, delay_s: float, bench: Path) -> torch.Tensor:
     """Normalised mels [B, n_mels, frames] of each clip's audio delay_s late: the episode's own sound from
-    start - delay_s (so the window holds real sound throughout, as a late soundtrack would)."""
+    start - delay_s (so the window holds real sound throughout, as a late soundtrack would).
+
+    Read from the long episode (bench/episodes/<video>.mp4 at the clip's time in it): a clip file holds only its
+    own 3 s, so reading it from start - delay_s < 0 would give the clip undelayed (a first version did that,
+    and scored every positive delay as "0 ms").
+    """
     from action2sound import media
     from action2sound.mel import fit_wave, wave_to_mel
 
     a = p.audio
-    mels = [wave_to_mel(fit_wave(media.read_audio(c.media_path, max(0.0, c.media_start - delay_s), c.duration,
-                                                  a.sample_rate), a), a) for c in table]
+    mels = []
+    for c in table:
+        episode = bench / "episodes" / f"{c.video_id}.mp4"
+        if not episode.is_file():
+            raise SystemExit(f"{episode} is missing: the delayed audio is read from the benchmark's long episodes")
+        start = c.video_start - delay_s
+        wave = media.read_audio(str(episode), max(0.0, start), c.duration, a.sample_rate)
+        if start < 0:  # the episode had not begun: silence first
+            wave = np.concatenate([np.zeros(int(round(-start * a.sample_rate)), wave.dtype), wave])
+        mels.append(wave_to_mel(fit_wave(wave, a), a))
     return torch.from_numpy(np.stack(mels))
 
 
@@ -54,15 +68,24 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], dest="overrides")
     ap.add_argument("--out", type=Path, default=None, help="write the numbers as JSON here")
     ap.add_argument("--save", type=Path, default=None, help="save the trained encoder's state dict here")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="measure the sync encoder of this model directory or run instead of training one")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
     p = override(preset(args.preset), args.overrides)
-    train_t, test_t = load_clip_table(args.bench / "train.tsv"), load_clip_table(args.bench / "test.tsv")
-    t0 = time.process_time()
-    train_set = sync_clip_dataset(train_t, p, cache_bytes=2 << 30)
+    test_t = load_clip_table(args.bench / "test.tsv")
     test_set = sync_clip_dataset(test_t, p, cache_bytes=2 << 30)
     test = default_collate([test_set[i] for i in range(len(test_set))])
+    if args.model is not None:
+        enc, _ = load_sync_encoder(args.model)
+        if enc is None:
+            raise SystemExit(f"{args.model} has no sync encoder")
+        measure(args, enc.eval(), test_t, test, {"model": str(args.model), "test_clips": len(test_set)})
+        return
+    train_t = load_clip_table(args.bench / "train.tsv")
+    t0 = time.process_time()
+    train_set = sync_clip_dataset(train_t, p, cache_bytes=2 << 30)
     for i in range(len(train_set)):  # decode once (the cache), so that the training time below is training
         train_set[i]
     decode_cpu = time.process_time() - t0
@@ -85,6 +108,15 @@ def main() -> None:
     enc = stage.model.eval()
     if args.save:
         torch.save(enc.state_dict(), args.save)
+    measure(args, enc, test_t, test, {
+        "preset": p.name, "steps": args.steps, "train_clips": len(train_set), "test_clips": len(test_set),
+        "decode_cpu_s": decode_cpu, "train_cpu_s": train_cpu, "final_train_loss": final_loss,
+        "train_wall_s": train_wall})
+
+
+def measure(args, enc, test_t, test, results: dict) -> None:
+    """Delay the held-out clips' audio by each of DELAYS_S and report how well the encoder finds the delay."""
+    p = override(preset(args.preset), args.overrides)
     period = enc.period
     duration = p.audio.duration
     # A clip carries timing only where a visible contact falls inside the estimator's centre crop.
@@ -92,14 +124,11 @@ def main() -> None:
     lo, hi = (enc.lo + s) * period, (enc.hi - s) * period
     events = [json.loads((args.bench / "groundtruth" / c.clip_id / "events.json").read_text()) for c in test_t]
     informative = np.array([any(lo <= t < hi for t in visible_contacts(e, duration)) for e in events])
-    results: dict = {"preset": p.name, "steps": args.steps, "train_clips": len(train_set), "test_clips": len(test_set),
-                     "test_clips_with_contacts": int(informative.sum()), "column_ms": period * 1000,
-                     "decode_cpu_s": decode_cpu, "train_cpu_s": train_cpu, "final_train_loss": final_loss,
-                     "train_wall_s": train_wall, "delays": {}}
+    results.update({"test_clips_with_contacts": int(informative.sum()), "column_ms": period * 1000, "delays": {}})
     t2 = time.process_time()
     with torch.no_grad():
         for d in DELAYS_S:
-            mel = test["mel"] if d == 0.0 else delayed_mels(test_t, p, d)
+            mel = test["mel"] if d == 0.0 else delayed_mels(test_t, p, d, args.bench)
             est = enc.estimate_offset(test["sync_frames"], mel).numpy()
             err = np.abs(est - d)
             row = {}

@@ -341,3 +341,80 @@ def test_train_sync_then_evaluate_reports_av_sync_and_its_ceiling(env, tmp_path,
     assert summary["mean"]["av_sync"] in (0.0, 100.0) and summary["groundtruth"]["av_sync"] in (0.0, 100.0)
     record = json.loads((out / "records.jsonl").read_text().splitlines()[0])
     assert len(record["sync_p"]) == 2 and record["in_sync"] == (max(record["sync_p"]) >= 0.5)
+
+
+def test_desync_judge_measures_every_output_and_the_reference_alike(env, tmp_path):
+    from action2sound.evaluation.runner import EvalSettings, evaluate
+    from generation_factory import tiny_model_dir
+    from action2sound.weights import load_sync_encoder
+
+    judge = tiny_model_dir(tmp_path / "judge", seed=3, sync_encoder=True)
+    enc, _ = load_sync_encoder(judge)
+    reach_ms = 1000.0 * enc.cfg.max_shift_columns * enc.period
+    common = dict(model=str(env.model), data=str(env.bench), index=str(env.index), steps=1, fad_embedder="none",
+                  device="cpu", progress=False, limit=3, desync=str(judge))
+    rep = evaluate(EvalSettings(out=str(tmp_path / "gt"), baseline="groundtruth", **common))
+    records = [json.loads(line) for line in (rep.out / "records.jsonl").read_text().splitlines()]
+    assert all(abs(r["sync_offset_ms"]) <= reach_ms + 1e-6 for r in records)
+    by_clip = {}
+    for r in records:
+        by_clip.setdefault(r["clip_id"], []).append(r["sync_offset_ms"])
+    assert len(by_clip) >= 2 and all(len(v) == 2 for v in by_clip.values())  # the reference and one output
+    assert all(a == b for a, b in by_clip.values())  # the ground truth as output: the judge's same answer
+    assert rep.summary["mean"]["desync_ms"] == pytest.approx(rep.summary["groundtruth"]["desync_ms"])
+    with pytest.raises(Exception, match="has no sync encoder"):
+        evaluate(EvalSettings(out=str(tmp_path / "bad"), **{**common, "desync": str(env.model)}))
+
+
+def test_shift_test_counts_onsets_that_move_with_the_video(env, tmp_path, monkeypatch):
+    from action2sound.evaluation import shift as shift_mod
+    from action2sound.evaluation.clips import load_eval_clips
+    from action2sound.pipeline import load_pipeline
+
+    clips = load_eval_clips(env.bench, "test", limit=2)
+    c = clips[0].clip
+    episode = env.bench / "episodes" / f"{c.video_id}.mp4"
+    late = shift_mod.delayed_clip(c, episode, 0.3, 1e9)
+    assert late.media_start == pytest.approx(c.video_start - 0.3) and late.duration == pytest.approx(c.duration)
+    assert shift_mod.delayed_clip(c, episode, c.video_start + 0.1, 1e9) is None  # would start before the episode
+
+    # A "model" that ignores the picture follows no shift; one whose onset moves with the picture follows all.
+    pipe = load_pipeline(env.model, device="cpu", index=env.index)
+    calls = []
+
+    def fake_onsets(wave, sr):
+        return calls.pop(0)
+
+    class Result:
+        audio = np.zeros(66_150, np.float32)
+
+    def ignoring(paths, options, conditions):
+        assert len({id(x) for x in conditions}) == 1  # the same condition for every delay
+        calls.extend(np.array([1.0]) for _ in paths)  # the same onset whatever the picture
+        return [Result() for _ in paths]
+
+    monkeypatch.setattr(pipe, "generate", ignoring)
+    monkeypatch.setattr(shift_mod.bm, "detect_onsets", fake_onsets)
+    still = shift_mod.shift_test(pipe, clips, env.bench, tmp_path / "cache", delays=(0.3,))
+    assert still["eligible"] > 0 and still["followed"] == 0 and still["share"] == 0.0
+
+    def following(paths, options, conditions):
+        for k, _ in enumerate(paths):
+            calls.append(np.array([1.0 + (0.3 if k else 0.0)]))  # the delayed window's onset comes 0.3 s later
+        return [Result() for _ in paths]
+
+    monkeypatch.setattr(pipe, "generate", following)
+    moved = shift_mod.shift_test(pipe, clips, env.bench, tmp_path / "cache", delays=(0.3,))
+    assert moved["share"] == 1.0 and moved["eligible"] == still["eligible"]
+
+
+def test_evaluate_runs_the_shift_test_once_and_keeps_it(env, tmp_path):
+    from action2sound.evaluation.runner import EvalSettings, evaluate
+
+    s = EvalSettings(model=str(env.model), data=str(env.bench), out=str(tmp_path / "run"), index=str(env.index),
+                     steps=1, fad_embedder="none", device="cpu", progress=False, limit=1, shift_test=True)
+    first = evaluate(s).summary
+    saved = json.loads((tmp_path / "run" / "shift.json").read_text())
+    assert first["shift_test"] == saved and saved["clips"] == 1 and set(saved["delays"]) == {"-0.5", "-0.3", "+0.3", "+0.5"}
+    (tmp_path / "run" / "shift.json").write_text(json.dumps({**saved, "share": 0.25}))
+    assert evaluate(s).summary["mean"]["shift_follow"] == 0.25  # reused, not recomputed

@@ -39,7 +39,7 @@ def _cmd_manifest(args: argparse.Namespace) -> None:
         table, report = readers.read_epic_kitchens(Path(args.input), Path(args.root), duration=args.duration,
                                                    split=args.split)
     else:
-        table, report = readers.mine_folder(Path(args.input), duration=args.duration, mode=args.mode)
+        table, report = readers.mine_folder(Path(args.input), duration=args.duration, hop=args.hop, mode=args.mode)
     table.save(Path(args.out))
     print(report.summary())
     print(f"wrote {len(table)} clips to {args.out}")
@@ -349,7 +349,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     settings = EvalSettings(
         model=args.model, data=args.data, out=args.out, ambient=args.ambient, baseline=args.baseline,
         vocoder=args.vocoder, seeds=args.seeds, limit=args.limit, split=args.split, steps=args.steps,
-        index=args.index, sync=args.sync, fad_embedder=args.fad_embedder, fad_weights=weights, device=args.device,
+        index=args.index, sync=args.sync, desync=args.desync, shift_test=args.shift_test, fad_embedder=args.fad_embedder, fad_weights=weights, device=args.device,
         batch_size=args.batch_size, label=args.label, progress=not args.quiet)
     with warnings.catch_warnings():
         _one_line_warnings()
@@ -402,6 +402,11 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
                    help="which clips (default test; a table without that split is used whole)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
     p.add_argument("--index", help="retrieval index folder (default MODEL/index)")
+    p.add_argument("--shift-test", action="store_true",
+                   help="also delay each clip's video by -0.5, -0.3, +0.3, +0.5 s and report the share of generated "
+                        "onsets that move with it (benchmark folders only; 4 more outputs per clip)")
+    p.add_argument("--desync", help="a model directory (or training run) whose sync encoder measures the "
+                                    "DeSync-like offset of every output (default: the evaluated model's own)")
     p.add_argument("--sync", help="AV-Sync classifier weights (`train sync`: RUN/sync/weights.safetensors); "
                                   "without it AV-Sync is not measured")
     p.add_argument("--fad-embedder", default="aisfx", choices=["aisfx", "av", "vggish", "panns", "none"],
@@ -458,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=3.0, help="clip length in seconds (epic, folder)")
     p.add_argument("--mode", choices=["windows", "onsets"], default="windows",
                    help="folder: sliding windows, or windows centred on audio onsets")
+    p.add_argument("--hop", type=float, help="folder, windows mode: seconds between window starts (default: "
+                                             "--duration, windows that do not overlap)")
     p.set_defaults(func=_cmd_manifest)
 
     p = dsub.add_parser("sheet", help="contact sheet of a clip: frames over waveform and spectrogram (PNG)")

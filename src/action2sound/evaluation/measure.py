@@ -1,5 +1,6 @@
 """Measuring an output: what every output of a clip is compared with (`ClipContext`), the networks that score
-it (`Measurer`: the AV model, the sync classifier, the FAD embedder, the event-kind classifier)."""
+it (`Measurer`: the AV model, the sync classifier, the sync encoder that measures offsets, the FAD embedder, the
+event-kind classifier)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from ..config import Preset
 from ..benchmark.groundtruth import load_clip_groundtruth
 from ..data.readers import read_ego4d_sounds
 from ..data.store import decode_clip
+from ..errors import Action2SoundError
 from ..levels import ambient_level_db
 from ..mel import fit_wave
 from ..models.sync_classifier import clip_in_sync, data_preset, half_probabilities
 from ..pipeline import Pipeline
+from ..weights import load_sync_encoder
 from . import benchmark_metrics as bm
 from .clips import EvalClip, clip_media
 from ..media import resample
@@ -41,6 +44,7 @@ class ClipContext:
     gt_stem_rate: int
     video_emb: np.ndarray  # [E] unit
     sync_frames: np.ndarray | None  # uint8 [2T, S, S, 3] of the sync classifier's preset
+    offset_frames: np.ndarray | None = None  # uint8 [N, S, S, 3] at the offset judge's sync_frame_times
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Measurer:
     av: torch.nn.Module
     device: torch.device
     sync: torch.nn.Module | None = None
+    offsets: torch.nn.Module | None = None  # a SyncEncoder: the DeSync-like offset of each output
     embedder: Any = None
     kinds: bm.KindClassifier | None = None
     stats: dict[str, float] = field(default_factory=dict)
@@ -77,7 +82,13 @@ class Measurer:
         sync_frames = None
         if self.sync is not None:
             sync_frames = decode_clip(clip, data_preset(self.sync.preset), frames=True, audio=False)["frames"]
-        return ClipContext(item, path, wave, self.rate, events, stem, stem_rate, video_emb, sync_frames)
+        offset_frames = None
+        if self.offsets is not None:
+            enc = self.offsets
+            offset_frames = media.read_frames_at(clip.media_path, clip.media_start + enc.frame_times,
+                                                 size=enc.cfg.size, resize=self.preset.video.resize)
+        return ClipContext(item, path, wave, self.rate, events, stem, stem_rate, video_emb, sync_frames,
+                           offset_frames)
 
     def measure(self, ctx: ClipContext, wave: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Metrics of one output wave [num_samples] at the model's rate -> (record fields, arrays to save)."""
@@ -97,6 +108,10 @@ class Measurer:
                                        torch.from_numpy(w)[None]).numpy()
             rec["sync_p"] = [rounded(float(x)) for x in probs[0]]
             rec["in_sync"] = bool(clip_in_sync(probs)[0])
+        if ctx.offset_frames is not None:
+            # DeSync-like: how late the sound is against the picture by the judge's sync encoder (ms, signed).
+            late = bm.sync_offsets_s(self.offsets, ctx.offset_frames[None], [wave], self.rate)[0]
+            rec["sync_offset_ms"] = rounded(1000.0 * float(late), 2)
         if self.embedder is not None:
             arrays["fad"] = embed_waves(self.embedder, [wave], self.rate)[0]
         if ctx.events is not None:
@@ -152,6 +167,15 @@ def build_measurer(settings: EvalSettings, pipe: Pipeline, clips: list[EvalClip]
     m = Measurer(pipe.preset, pipe.av, pipe.device)
     if settings.sync:
         m.sync = load_sync(settings.sync, pipe.device)
+    if settings.desync:
+        m.offsets, _ = load_sync_encoder(settings.desync, pipe.device)
+        if m.offsets is None:
+            raise Action2SoundError(f"--desync {settings.desync}: it has no sync encoder; pass a model directory "
+                                    "or run trained with the sync stream")
+    else:
+        m.offsets = pipe.sync_encoder
+    if m.offsets is not None:
+        m.offsets.eval()
     if settings.fad_embedder != "none":
         m.embedder = build_embedder(EmbedderSpec(settings.fad_embedder, settings.fad_weights), pipe.av,
                                     pipe.preset.audio, pipe.device)

@@ -45,6 +45,9 @@ def _pooled(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         m["leakage_median"] = (float(np.median([r["leakage"] for r in records if r.get("leakage") is not None]))
                                if any(r.get("leakage") is not None for r in records) else None)
     m.update(_sync_metrics(records))
+    offsets = [abs(r["sync_offset_ms"]) for r in records if r.get("sync_offset_ms") is not None]
+    if offsets:  # DeSync-like: the median |offset| by the run's sync encoder
+        m["desync_ms"] = float(np.median(offsets))
     kinds = [r["kind"] for r in records if "kind" in r]
     if kinds and sum(k[1] for k in kinds):
         m["kind_accuracy"] = sum(k[0] for k in kinds) / sum(k[1] for k in kinds)
@@ -153,7 +156,9 @@ COLUMNS = (  # (summary key, header, format)
     ("onset_f1", "onset F1 ↑", "{:.3f}"), ("onset_f1@50ms", "F1 ±50 ms ↑", "{:.3f}"),
     ("onset_f1@100ms", "F1 ±100 ms ↑", "{:.3f}"), ("onset_ap", "onset AP ↑", "{:.3f}"),
     ("off_centre_recall", "off-centre rec. ↑", "{:.3f}"),
-    ("centre_impulse_f1@50ms", "centre impulse F1 ±50 ms", "{:.3f}"), ("kind_accuracy", "kind acc ↑", "{:.3f}"),
+    ("centre_impulse_f1@50ms", "centre impulse F1 ±50 ms", "{:.3f}"), ("desync_ms", "DeSync ms ↓", "{:.0f}"),
+    ("shift_follow", "shift test ↑", "{:.2f}"),
+    ("kind_accuracy", "kind acc ↑", "{:.3f}"),
     ("leakage", "leakage ↓", "{:.3f}"), ("hallucination_per_s", "halluc./s ↓", "{:.2f}"),
     ("controllability_r", "control r ↑", "{:.3f}"), ("ambient_db", "ambient dB", "{:.1f}"),
 )

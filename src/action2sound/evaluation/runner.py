@@ -42,6 +42,7 @@ from .clips import load_eval_clips
 from .measure import ClipContext, Measurer, build_measurer
 from .report import markdown_table, summarise, write_report
 from .settings import EvalSettings
+from .shift import shift_test
 
 __all__ = ["EvalReport", "EvalSettings", "evaluate", "markdown_table"]
 
@@ -164,8 +165,30 @@ def evaluate(settings: EvalSettings) -> EvalReport:
     wanted = {f"{it.clip.clip_id}#{tag}" for it in clips for tag in ["gt"] + [f"s{s}" for s in seeds]}
     records = [r for r in records if r["key"] in wanted]
     summary = summarise(records, out, settings, time.perf_counter() - t0)
+    if settings.shift_test and settings.baseline == "none":
+        shift = _shift_test(out, settings, pipe, clips)
+        summary["shift_test"] = shift
+        summary["mean"]["shift_follow"] = shift["share"]
     write_report(out, summary, records, settings, pipe.preset)
     return EvalReport(out, summary, done, skipped, failed)
+
+
+def _shift_test(out: Path, settings: EvalSettings, pipe, clips: list) -> dict[str, Any]:
+    """The shift test of the run (evaluation/shift.py), kept in OUT/shift.json so that a rerun reuses it."""
+    path = out / "shift.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    bench = Path(settings.data)
+    if not (bench / "benchmark.json").is_file():
+        raise Action2SoundError(f"--shift-test needs a benchmark folder as --data (its long episodes); got {bench}")
+    bar = tqdm(total=len(clips), unit="clip", desc="shift test", disable=not settings.progress, dynamic_ncols=True)
+    result = shift_test(pipe, clips, bench, out / "clips", seed=0, steps=settings.steps,
+                        progress=lambda done, total: bar.update(done - bar.n))
+    bar.close()
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(path)
+    return result
 
 
 def _latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -28,6 +28,10 @@ class EvalSettings:
     steps: int | None = None
     index: str | None = None
     sync: str | None = None  # a `train sync` weights file
+    # Whose sync encoder measures the DeSync-like offset (a model directory or training run): the same judge for
+    # every row of a study. None: the evaluated model's own encoder, when it has one.
+    desync: str | None = None
+    shift_test: bool = False  # also run the shift test (evaluation/shift.py) on the clips, seed 0
     fad_embedder: str = "aisfx"  # aisfx | av | vggish | panns | none
     fad_weights: str | None = None  # vggish / panns weight file
     device: str = "auto"
