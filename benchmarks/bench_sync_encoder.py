@@ -81,7 +81,7 @@ def main() -> None:
         enc, _ = load_sync_encoder(args.model)
         if enc is None:
             raise SystemExit(f"{args.model} has no sync encoder")
-        measure(args, enc.eval(), test_t, test, {"model": str(args.model), "test_clips": len(test_set)})
+        measure(args, p, enc.eval(), test_t, test, {"model": str(args.model), "test_clips": len(test_set)})
         return
     train_t = load_clip_table(args.bench / "train.tsv")
     t0 = time.process_time()
@@ -108,15 +108,14 @@ def main() -> None:
     enc = stage.model.eval()
     if args.save:
         torch.save(enc.state_dict(), args.save)
-    measure(args, enc, test_t, test, {
+    measure(args, p, enc, test_t, test, {
         "preset": p.name, "steps": args.steps, "train_clips": len(train_set), "test_clips": len(test_set),
         "decode_cpu_s": decode_cpu, "train_cpu_s": train_cpu, "final_train_loss": final_loss,
         "train_wall_s": train_wall})
 
 
-def measure(args, enc, test_t, test, results: dict) -> None:
+def measure(args, p, enc, test_t, test, results: dict) -> None:
     """Delay the held-out clips' audio by each of DELAYS_S and report how well the encoder finds the delay."""
-    p = override(preset(args.preset), args.overrides)
     period = enc.period
     duration = p.audio.duration
     # A clip carries timing only where a visible contact falls inside the estimator's centre crop.

@@ -53,7 +53,7 @@ def _run(md, device: str, bf16: bool) -> tuple[dict[str, torch.Tensor], dict[str
     video, audio, noise = _inputs(md)
     opts = GenerateOptions(precision="bf16" if bf16 else "fp32").resolved(md.preset)
     amp = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
-    out, secs = {}, {}
+    secs: dict[str, float] = {}
 
     def timed(name, fn):
         if device == "cuda":

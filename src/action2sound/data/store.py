@@ -253,7 +253,8 @@ def _header(table: ClipTable, preset: Preset, fields: dict, shard_size: int, sou
     }
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write data as JSON to path through a temporary name: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
@@ -283,7 +284,7 @@ def _prepare(out: Path, table: ClipTable, header: dict) -> None:
     tmp_table = out / f".clips.{os.getpid()}.tsv"
     table.save(tmp_table)
     tmp_table.replace(out / CLIPS_TSV)
-    _write_json_atomic(meta, header)
+    write_json_atomic(meta, header)
 
 
 def _write_shard(out: Path, s: int, arrays: dict[str, np.ndarray], fields: dict) -> None:

@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import media
+from ..data.store import write_json_atomic
 from ..errors import Action2SoundError
 from ..pipeline import load_pipeline
 from .baselines import Generator, Output
@@ -185,9 +186,7 @@ def _shift_test(out: Path, settings: EvalSettings, pipe, clips: list) -> dict[st
     result = shift_test(pipe, clips, bench, out / "clips", seed=0, steps=settings.steps,
                         progress=lambda done, total: bar.update(done - bar.n))
     bar.close()
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, result)
     return result
 
 

@@ -45,6 +45,7 @@ def shift_test(pipe: Pipeline, clips: Sequence[EvalClip], bench: str | Path, cac
     "followed", "eligible", "share", "clips"}."""
     bench, cache = Path(bench), Path(cache)
     counts = {d: [0, 0] for d in delays}
+    seconds: dict[str, float] = {}  # each episode's length, probed once
     used = 0
     rate = pipe.preset.audio.sample_rate
     options = make_options(ambient="random", seed=seed, **({"steps": steps} if steps is not None else {}))
@@ -53,8 +54,9 @@ def shift_test(pipe: Pipeline, clips: Sequence[EvalClip], bench: str | Path, cac
         episode = bench / "episodes" / f"{clip.video_id}.mp4"
         if not episode.is_file():
             continue
-        seconds = media.probe(str(episode)).duration
-        moved = {d: delayed_clip(clip, episode, d, seconds) for d in delays}
+        if clip.video_id not in seconds:
+            seconds[clip.video_id] = media.probe(str(episode)).duration
+        moved = {d: delayed_clip(clip, episode, d, seconds[clip.video_id]) for d in delays}
         moved = {d: c for d, c in moved.items() if c is not None}
         if not moved:
             continue

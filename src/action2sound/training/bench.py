@@ -49,33 +49,58 @@ def _compiled(module: torch.nn.Module, mode: str | None) -> torch.nn.Module:
     return torch.compile(module, mode=mode) if mode is not None else module
 
 
-def bench_ldm(preset: str | Preset = "tiny", device: str | None = None, train_batch: int | None = None,
-              train_steps: int = 10, warmup: int = 2, sample_batches: tuple[int, ...] = (1, 50),
-              sample_steps: int = 25, compile: bool = False, seed: int = 0,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure the preset's ldm -> {"device", "preset", "params_m", "train": {...}, "sample": {batch: {...}}}."""
-    from ..models.ldm import LatentDiffusion
-    from ..sampling import guided, sample
+@dataclass
+class _Setup:
+    """What every measurement of one preset's ldm starts from: the model on the device and its shapes."""
 
-    say = progress or (lambda line: None)
+    p: Preset
+    dev: torch.device
+    cuda: bool
+    g: torch.Generator
+    model: torch.nn.Module
+    params_m: float
+    latent: tuple[int, ...]
+    frames: int
+    dim: int
+    b: int  # training batch
+    name: str  # the device, in words
+
+
+def _setup(preset: str | Preset, device: str | None, seed: int, train_batch: int | None) -> _Setup:
+    """The preset's ldm on the device (TF32 on for CUDA), seeded without touching the global generator."""
+    from ..models.ldm import LatentDiffusion
+
     p = get_preset(preset) if isinstance(preset, str) else preset
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = dev.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if compile:
-        warmup = max(warmup, 3)  # the first calls compile, and may recompile once
     g = torch.Generator(device=dev).manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LatentDiffusion.from_preset(p).to(dev)
-    unet = model.unet
-    params_m = sum(x.numel() for x in model.parameters()) / 1e6
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
-    latent, (frames, dim) = tuple(p.latent_shape), (p.video.num_frames, p.av.video_hidden)
-    b = train_batch or min(p.train.ldm.batch_size, 90)
     name = torch.cuda.get_device_name(dev) if cuda else f"cpu ({torch.get_num_threads()} threads)"
+    return _Setup(p, dev, cuda, g, model, sum(x.numel() for x in model.parameters()) / 1e6,
+                  tuple(p.latent_shape), p.video.num_frames, p.av.video_hidden,
+                  train_batch or min(p.train.ldm.batch_size, 90), name)
+
+
+def bench_ldm(preset: str | Preset = "tiny", device: str | None = None, train_batch: int | None = None,
+              train_steps: int = 10, warmup: int = 2, sample_batches: tuple[int, ...] = (1, 50),
+              sample_steps: int = 25, compile: bool = False, seed: int = 0,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure the preset's ldm -> {"device", "preset", "params_m", "train": {...}, "sample": {batch: {...}}}."""
+    from ..sampling import guided, sample
+
+    say = progress or (lambda line: None)
+    if compile:
+        warmup = max(warmup, 3)  # the first calls compile, and may recompile once
+    su = _setup(preset, device, seed, train_batch)
+    p, dev, cuda, g, model, params_m, latent, frames, dim, b, name = (
+        su.p, su.dev, su.cuda, su.g, su.model, su.params_m, su.latent, su.frames, su.dim, su.b, su.name)
+    unet = model.unet
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
     precision = "bf16-autocast" if cuda else "fp32"
     say(f"ldm {p.name}: {params_m:.1f} M parameters on {name}, {precision}{', compiled' if compile else ''}")
 
@@ -266,7 +291,6 @@ def bench_variants(preset: str | Preset = "tiny", variants: tuple[str, ...] = ("
     sampling.sample's (diffusers' DPM-Solver++) on the same bf16 model and noise:
     `max_abs_diff` against `ref_max_abs`, the reference's largest entry.
     """
-    from ..models.ldm import LatentDiffusion
     from ..sampling import guided, sample
     from ..static_sampling import GraphedLoop, dpm_plan, sample_planned
 
@@ -274,22 +298,11 @@ def bench_variants(preset: str | Preset = "tiny", variants: tuple[str, ...] = ("
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     say = progress or (lambda line: None)
-    p = get_preset(preset) if isinstance(preset, str) else preset
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    cuda = dev.type == "cuda"
     cudnn_before = torch.backends.cudnn.benchmark
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    g = torch.Generator(device=dev).manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LatentDiffusion.from_preset(p).to(dev)
+    su = _setup(preset, device, seed, train_batch)
+    p, dev, cuda, g, model, params_m, latent, frames, dim, b, name = (
+        su.p, su.dev, su.cuda, su.g, su.model, su.params_m, su.latent, su.frames, su.dim, su.b, su.name)
     unet = model.unet
-    params_m = sum(x.numel() for x in model.parameters()) / 1e6
-    latent, (frames, dim) = tuple(p.latent_shape), (p.video.num_frames, p.av.video_hidden)
-    b = train_batch or min(p.train.ldm.batch_size, 90)
-    name = torch.cuda.get_device_name(dev) if cuda else f"cpu ({torch.get_num_threads()} threads)"
     say(f"ldm {p.name}: {params_m:.1f} M parameters on {name}, variants {' '.join(variants)}")
     report: dict[str, Any] = {"device": name, "preset": p.name, "params_m": params_m, "latent": list(latent),
                               "context": list(p.context_shape), "sample_steps": sample_steps, "train_batch": b,
