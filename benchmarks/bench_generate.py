@@ -32,7 +32,7 @@ from bench_vocoder import mr_stft_distance
 import action2sound
 from action2sound import media
 from action2sound.config import preset as get_preset
-from action2sound.options import GenerateOptions
+from action2sound.options import VOCODERS, GenerateOptions
 from action2sound.pipeline import Pipeline, load_pipeline, resolve_device
 from action2sound.weights import build_component
 
@@ -83,6 +83,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--compare-steps", type=int, nargs="*", default=[], help="also run these step counts")
+    ap.add_argument("--vocoder", default="auto", choices=VOCODERS, help="load_pipeline's vocoder (default auto)")
+    ap.add_argument("--compare-vocoder", choices=VOCODERS,
+                    help="also run with this vocoder: its time and the MR-STFT distance of its output to the first's")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,7 +94,7 @@ def main() -> None:
         pipe = random_pipeline(args.preset, args.device, seed=0)
         what = f"{args.preset} preset, random weights"
     else:
-        pipe = load_pipeline(args.model, device=args.device)
+        pipe = load_pipeline(args.model, device=args.device, vocoder=args.vocoder)
         what = f"model {args.model.name}"
     ambient = args.ambient or ("none" if args.preset else GenerateOptions().ambient)
     opts = GenerateOptions(ambient=ambient, steps=args.steps, precision=args.precision)
@@ -117,6 +120,13 @@ def main() -> None:
             other_seed = generate(pipe, video, dataclasses.replace(opts, seed=1))[2]
             n = min(audio.size, other_seed.size)
             print(f"  {resolved.steps} steps, seed 1 vs seed 0: MR-STFT {mr_stft_distance(other_seed[:n], audio[:n]):.4f}")
+        if args.compare_vocoder:
+            other = load_pipeline(args.model, device=args.device, vocoder=args.compare_vocoder)
+            generate(other, video, opts)
+            s, t, out, c = min((generate(other, video, opts) for _ in range(args.runs)), key=lambda r: r[0])
+            n = min(audio.size, out.size)
+            print(f"  vocoder {args.compare_vocoder}: {s:.2f} s (RTF {s / duration:.3f}, CPU {c:.2f} s; vocoder "
+                  f"{t['vocoder']:.3f} s), MR-STFT to the first output {mr_stft_distance(out[:n], audio[:n]):.4f}")
         for steps in args.compare_steps:
             s, t, out, _ = min((generate(pipe, video, dataclasses.replace(opts, steps=steps))
                                 for _ in range(args.runs)), key=lambda r: r[0])

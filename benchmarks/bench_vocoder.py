@@ -9,7 +9,10 @@ universal22k profile's 22,050 Hz. Its ground-truth mel goes through the universa
   oneDNN's channels-last layout without reorders;
 - `bf16`: everything under bfloat16 autocast (what `--precision bf16` does to the vocoder);
 - `bf16-early`: only the first two upsampling stages' convolutions in bf16, the input convolution, the
-  residual stream and the late high-rate stages in fp32 (the part of the network where bf16 costs least).
+  residual stream and the late high-rate stages in fp32 (the part of the network where bf16 costs least);
+- `fast`: not HiFi-GAN but the light distilled vocoder (`models.fast_vocoder`, `--vocoder fast`; `--fast` for
+  other weights than the shipped ones). Distil it without the recordings measured here (`distil-vocoder
+  --exclude`).
 
 For each it prints the multi-resolution STFT distance to the reference output (spectral convergence +
 log-magnitude L1, mean of FFT sizes 512 / 1024 / 2048, hop a quarter; the HiFi-GAN / Parallel WaveGAN
@@ -38,6 +41,7 @@ from action2sound.config import UNIVERSAL22K_AUDIO
 from action2sound.evaluation.embedders import AisfxEmbedder, embed_waves
 from action2sound.evaluation.fad import fad
 from action2sound.mel import crop_frames, mel_to_vocoder_input, wave_to_mel
+from action2sound.models.fast_vocoder import SHIPPED, load_fast_vocoder
 from action2sound.models.vocoder import load_universal_hifigan, vocode
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
@@ -98,9 +102,11 @@ def bf16_early(gen, log_mel: torch.Tensor) -> torch.Tensor:
     return torch.tanh(gen.conv_post(F.leaky_relu(h))).squeeze(1)  # HiFi-GAN's last slope is 0.01
 
 
-def variant(name: str, gen) -> torch.Tensor:
-    """log mel [B, n_mels, frames] -> wave [B, T] (fp32) through the named way of running `gen`."""
+def variant(name: str, gen, fast=None) -> torch.Tensor:
+    """log mel [B, n_mels, frames] -> wave [B, T] (fp32) through the named way of running `gen` (or `fast`)."""
     def call(log_mel: torch.Tensor) -> torch.Tensor:
+        if name == "fast":
+            return vocode(fast, log_mel)
         if name == "unchanged":
             return vocode(gen, log_mel)
         if name == "channels-last":
@@ -132,7 +138,7 @@ def seconds(call, mels: torch.Tensor, repeats: int) -> tuple[float, float]:
     return min(cpu), min(wall)
 
 
-VARIANTS = ("channels-last", "bf16", "bf16-early")
+VARIANTS = ("channels-last", "bf16", "bf16-early", "fast")
 
 
 def main() -> None:
@@ -147,6 +153,7 @@ def main() -> None:
                     help="first print where the unchanged vocoder's time goes on one clip (torch profiler, by op "
                          "and shape: each resblock conv is one line per stage and kernel)")
     ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    ap.add_argument("--fast", type=Path, help="the fast variant's weights (default: the shipped ones)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,7 +182,7 @@ def main() -> None:
     print(f"unchanged (fp32) vs the recordings: MR-STFT {to_truth:.4f}, aisfx FAD {fad(truth_emb, ref_emb):.4f}")
 
     for name in ("unchanged", *args.variants):
-        call = variant(name, gen)
+        call = variant(name, gen, load_fast_vocoder(args.fast or SHIPPED) if name == "fast" else None)
         out = ref_out if name == "unchanged" else run(call, mels, args.batch)
         dist = np.mean([mr_stft_distance(o, r) for o, r in zip(out, ref_out)])
         emb = ref_emb if name == "unchanged" else np.concatenate(embed_waves(embedder, list(out), p.sample_rate))

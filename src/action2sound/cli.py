@@ -132,6 +132,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(result.weights)
 
 
+def _cmd_distil_vocoder(args: argparse.Namespace) -> None:
+    from .training.distil import distil
+
+    print(distil([Path(f) for f in args.sounds], Path(args.out), steps=args.steps, batch_size=args.batch_size,
+                 exclude=set(args.exclude), seed=args.seed))
+
+
 def _cmd_preencode(args: argparse.Namespace) -> None:
     import os
 
@@ -193,6 +200,17 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
                    help="decoded clips kept in memory per data process (default 512; 0: decode every time)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("distil-vocoder", help="distil the universal HiFi-GAN into the light fast vocoder "
+                                              "(`--vocoder fast`) on recordings of your own (resumable)")
+    p.add_argument("--sounds", required=True, nargs="+", help="folders of recordings (flac / wav / ogg / mp3)")
+    p.add_argument("--out", required=True, help="run folder; rerun the same command to continue a killed run")
+    p.add_argument("--steps", type=int, default=6000, help="training steps in all (default 6000)")
+    p.add_argument("--batch-size", type=int, default=16, help="crops per step (default 16)")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="NAME",
+                   help="file names to leave out (e.g. the recordings you evaluate on)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_distil_vocoder)
 
     p = sub.add_parser("preencode", help="run the frozen AV model and VAE once per clip into a store (resumable)")
     p.add_argument("--data", required=True, help="a clip table, an Ego4D-Sounds TSV or a benchmark folder")
@@ -286,10 +304,11 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model directory (`action2sound export`; default: the packaged default model)")
     p.add_argument("--out", required=True, help="output folder: NAME.wav, NAME.mp4, NAME.png, NAME.json")
     p.add_argument("--index", help="retrieval index folder (`action2sound index build`; default MODEL/index)")
-    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "griffinlim"],
+    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "fast", "griffinlim"],  # options.VOCODERS
                    help="auto (default): the model's vocoder, else for a paper-profile model the bridge to the "
                         "universal HiFi-GAN (mel_bridge), else Griffin-Lim; model: the model's own; bridge; "
-                        "griffinlim")
+                        "fast: the shipped light vocoder distilled from the universal HiFi-GAN (~100x faster on "
+                        "a CPU, see the README for its cost in quality); griffinlim")
     p.add_argument("--ambient", default="retrieved",
                    help="retrieved (default: the audio of the visually matching training clip), quiet (a "
                         "low-ambient clip: the action alone), random (a random clip of another video: the paper's "
@@ -393,9 +412,10 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", default="none", choices=["none", "retrieval", "groundtruth"],
                    help="none: the model (default); retrieval: the retrieved clip's audio as the output; "
                         "groundtruth: the clip's own audio")
-    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "griffinlim"],
+    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "fast", "griffinlim"],  # options.VOCODERS
                    help="auto: the model's vocoder, else the bridge to the universal HiFi-GAN for a paper-profile "
-                        "model (default); model: the model's own; bridge; griffinlim: the paper's Griffin-Lim ablation")
+                        "model (default); model: the model's own; bridge; fast: the light distilled vocoder; "
+                        "griffinlim: the paper's Griffin-Lim ablation")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per clip (default 1)")
     p.add_argument("--limit", type=int, help="evaluate only the first N clips")
     p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],

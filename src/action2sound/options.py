@@ -21,7 +21,7 @@ SAMPLERS = ("dpm", "ddim", "release-dpm", "release-ddim")  # release-*: sampling
 AUDIO_FORMATS = ("wav", "flac")
 KEEP_AUDIO = ("replace", "mix", "add")
 PRECISIONS = ("fp32", "bf16")
-VOCODERS = ("auto", "model", "bridge", "griffinlim")  # load_pipeline's choices
+VOCODERS = ("auto", "model", "bridge", "fast", "griffinlim")  # load_pipeline's choices
 
 
 # ============================================================================================== settings

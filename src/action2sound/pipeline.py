@@ -42,6 +42,7 @@ from .indexing import INDEX_DIRNAME, Retrieval, load_retrieval
 from .mel import mel_to_vocoder_input
 from .models.sync_stream import sync_frame_times
 from .models.vae import decode_latent
+from .models.fast_vocoder import load_fast_vocoder
 from .models.vocoder import load_universal_hifigan, vocode
 from .options import GenerateOptions, VOCODERS
 from .outputs import GenerationResult
@@ -438,14 +439,15 @@ def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "au
 
     vocoder: "auto" (the model directory's: a trained HiFi-GAN, the universal one; without one, the bridge to
     the universal HiFi-GAN for another profile, else Griffin-Lim with a warning), "model" (the model
-    directory's own, or an error), "bridge" (`mel_bridge.BridgeVocoder`) or "griffinlim" (force it, no warning).
+    directory's own, or an error), "bridge" (`mel_bridge.BridgeVocoder`), "fast" (the shipped distilled
+    `models.fast_vocoder.FastVocoder`, bridged for another profile) or "griffinlim" (force it, no warning).
     """
     if vocoder not in VOCODERS:
         raise Action2SoundError(f"vocoder must be one of {', '.join(VOCODERS)}, got {vocoder!r}")
     model_dir = Path(model_dir)
     dev = resolve_device(device)
     manifest = read_model_json(model_dir)
-    components = tuple(c for c in COMPONENTS if not (c == "vocoder" and vocoder in ("griffinlim", "bridge")))
+    components = tuple(c for c in COMPONENTS if not (c == "vocoder" and vocoder in ("griffinlim", "bridge", "fast")))
     md = load_model_dir(model_dir, dev, components=components)
     chosen_vocoder, kind = _choose_vocoder(model_dir, md, vocoder, dev)
     preset, release_sampler = md.preset, sampling.default_sampling_for(manifest)
@@ -476,6 +478,11 @@ def _choose_vocoder(model_dir: Path, md: Any, vocoder: str, dev: torch.device) -
         return md.vocoder, md.vocoder_kind
     if vocoder == "auto" and md.vocoder is not None:
         return md.vocoder, md.vocoder_kind
+    if vocoder == "fast":
+        fast = load_fast_vocoder().to(dev)
+        if not mel_bridge.bridge_applies(profile):
+            return fast, "fast"
+        return mel_bridge.BridgeVocoder(fast, profile), "bridge-fast"
     if not mel_bridge.bridge_applies(profile):
         if vocoder == "bridge":
             raise Action2SoundError(f"{model_dir}: its {profile.name} mel is the universal HiFi-GAN's own; there is "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..conditions import AMBIENT_MODES
 from ..errors import Action2SoundError
+from ..options import VOCODERS
 
 BASELINES = ("none", "retrieval", "groundtruth")
 
@@ -44,8 +45,8 @@ class EvalSettings:
     def check(self) -> None:
         if self.baseline not in BASELINES:
             raise Action2SoundError(f"--baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
-        if self.vocoder not in ("auto", "model", "bridge", "griffinlim"):  # options.VOCODERS
-            raise Action2SoundError(f"--vocoder must be auto, model, bridge or griffinlim, got {self.vocoder!r}")
+        if self.vocoder not in VOCODERS:
+            raise Action2SoundError(f"--vocoder must be one of {', '.join(VOCODERS)}, got {self.vocoder!r}")
         if self.seeds < 1:
             raise Action2SoundError(f"--seeds must be at least 1, got {self.seeds}")
         if self.limit is not None and self.limit < 1:

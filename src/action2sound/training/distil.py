@@ -1,0 +1,176 @@
+"""Distil the universal HiFi-GAN into the light `FastVocoder` (`action2sound train fast_vocoder`).
+
+1. `prepare`: every recording of the given folders (flac / wav / ogg / mp3), resampled to 22,050 Hz and
+   laid end to end with 0.1 s gaps, is cut into 3 s windows; each window's universal22k log mel goes
+   through the unchanged universal HiFi-GAN, whose output is the target (the student learns the teacher's
+   function, not the recordings). Written once to `teacher.npz` in the run folder (resumable: kept if there).
+2. `distil`: random crops of `crop_frames` frames, loss = multi-resolution STFT distance (spectral convergence
+   + log-magnitude L1, FFT sizes 256-2048) + L1 between log mels, AdamW with warm-up and cosine decay.
+   A checkpoint (`checkpoint.pt`: weights, optimiser, step, generator state) is written atomically every
+   `save_every` steps and read back on restart, so a killed run continues where it stopped.
+3. The weights go to `fast_vocoder.safetensors` (config in its metadata); `models.fast_vocoder.load_fast_vocoder`
+   reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..config import UNIVERSAL22K_AUDIO
+from ..errors import Action2SoundError
+from ..mel import MelTransform, crop_frames, mel_to_vocoder_input, wave_to_mel
+from ..models.fast_vocoder import WEIGHTS, FastVocoder, FastVocoderConfig, save_fast_vocoder
+
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
+TEACHER = "teacher.npz"
+CHECKPOINT = "checkpoint.pt"
+RESOLUTIONS = ((256, 64), (512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the STFT loss
+
+
+def recordings(folders: list[Path], exclude: set[str] = frozenset()) -> list[Path]:
+    """Audio files under the folders (recursively, sorted), leaving out any whose file name is in `exclude`."""
+    files = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise Action2SoundError(f"{folder}: not a folder; give folders of recordings (flac/wav/ogg/mp3)")
+        files += sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+    files = [f for f in files if f.name not in exclude]
+    if not files:
+        raise Action2SoundError(f"no recordings (flac/wav/ogg/mp3) in {', '.join(map(str, folders))}")
+    return files
+
+
+def prepare(files: list[Path], out: Path, batch: int = 4) -> dict[str, np.ndarray]:
+    """Mels [N, 80, frames] and the teacher's waves [N, frames * hop] of 3 s windows of the recordings."""
+    path = out / TEACHER
+    names = np.array(sorted(str(f) for f in files))
+    if path.is_file():
+        with np.load(path) as z:
+            if "files" not in z.files or not np.array_equal(z["files"], names):
+                raise Action2SoundError(f"{path} was made from other recordings than these; give another --out")
+            return {k: z[k] for k in z.files}
+    from .. import media
+    from ..models.vocoder import load_universal_hifigan, vocode
+
+    p = UNIVERSAL22K_AUDIO
+    gap = np.zeros(p.sample_rate // 10, np.float32)
+    parts = []
+    for f in tqdm(files, desc="read recordings", unit="file"):
+        try:
+            parts += [media.read_audio_file(f, p.sample_rate).astype(np.float32), gap]
+        except Action2SoundError as err:
+            tqdm.write(f"skipped: {err}")
+    stream = np.concatenate(parts)
+    n = len(stream) // p.num_samples
+    if n == 0:
+        raise Action2SoundError(f"the recordings hold {len(stream) / p.sample_rate:.1f} s; distillation needs 3 s")
+    windows = stream[: n * p.num_samples].reshape(n, p.num_samples)
+    mels = mel_to_vocoder_input(crop_frames(wave_to_mel(windows, p), p), p).astype(np.float32)
+    teacher = load_universal_hifigan()
+    waves = []
+    with torch.inference_mode():
+        for i in tqdm(range(0, n, batch), desc="teacher (universal HiFi-GAN)", unit="batch"):
+            waves.append(vocode(teacher, torch.from_numpy(mels[i:i + batch])).numpy())
+    data = {"mels": mels, "waves": np.concatenate(waves).astype(np.float32), "files": names}
+    tmp = out / (TEACHER + ".tmp.npz")
+    np.savez(tmp, **data)
+    os.replace(tmp, path)
+    return data
+
+
+def stft_loss(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Mean over RESOLUTIONS of spectral convergence + mean |log |X| - log |R||, waves [B, T]."""
+    total = x.new_zeros(())
+    for n_fft, hop in RESOLUTIONS:
+        win = torch.hann_window(n_fft, device=x.device)
+        mx = torch.stft(x, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-6)
+        mr = torch.stft(ref, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-6)
+        sc = torch.linalg.vector_norm(mr - mx) / torch.linalg.vector_norm(mr).clamp_min(1e-6)
+        total = total + sc + (mx.log() - mr.log()).abs().mean()
+    return total / len(RESOLUTIONS)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 16, crop_frames: int = 80,
+           lr: float = 5e-4, warmup: int = 200, save_every: int = 250, seed: int = 0, exclude: set[str] = frozenset(),
+           cfg: FastVocoderConfig = FastVocoderConfig(), mel_weight: float = 0.5) -> Path:
+    """Train (or resume) a FastVocoder in `out`; returns the weights' path."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare(recordings(folders, exclude), out)
+    mels, waves = torch.from_numpy(data["mels"]), torch.from_numpy(data["waves"])
+    n, _, frames = mels.shape
+    hop = cfg.hop
+    crop = min(crop_frames, frames)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = FastVocoder(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup)))) * 0.95 + 0.05
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    gen = torch.Generator().manual_seed(seed)
+    step = 0
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt["config"] != cfg.to_dict():
+            raise Action2SoundError(f"{ckpt_path}: written for another network shape; use a new --out")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        gen.set_state(ckpt["gen"])
+        step = ckpt["step"]
+    (out / "settings.json").write_text(json.dumps({
+        "folders": [str(f) for f in folders], "windows": n, "steps": steps, "batch_size": batch_size,
+        "crop_frames": crop, "lr": lr, "warmup": warmup, "seed": seed, "config": cfg.to_dict(),
+        "excluded": sorted(exclude), "mel_weight": mel_weight}, indent=1))
+    mel_fn = MelTransform(UNIVERSAL22K_AUDIO, normalised=False)
+    log = (out / "log.tsv").open("a")
+    model.train()
+    bar = tqdm(total=steps, initial=step, desc="distil fast vocoder", unit="step")
+    t_last = time.perf_counter()
+    while step < steps:
+        idx = torch.randint(0, n, (batch_size,), generator=gen)
+        start = torch.randint(0, frames - crop + 1, (batch_size,), generator=gen)
+        x = torch.stack([mels[i, :, s:s + crop] for i, s in zip(idx.tolist(), start.tolist())])
+        y = torch.stack([waves[i, s * hop:(s + crop) * hop] for i, s in zip(idx.tolist(), start.tolist())])
+        pred = model(x.transpose(1, 2))
+        l_stft = stft_loss(pred, y)
+        l_mel = F.l1_loss(mel_fn(pred), mel_fn(y))
+        loss = l_stft + mel_weight * l_mel
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(stft=f"{l_stft.item():.3f}", mel=f"{l_mel.item():.3f}")
+        log.write(f"{step}\t{l_stft.item():.5f}\t{l_mel.item():.5f}\t{time.perf_counter() - t_last:.3f}\n")
+        t_last = time.perf_counter()
+        if step % save_every == 0 or step == steps:
+            log.flush()
+            _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                          "gen": gen.get_state(), "step": step, "config": cfg.to_dict()}, ckpt_path)
+            save_fast_vocoder(model, out / WEIGHTS, step)
+    bar.close()
+    log.close()
+    return out / WEIGHTS

@@ -1,0 +1,132 @@
+"""The light distilled vocoder: exact framing, resumable distillation, the shipped weights against the teacher."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from action2sound.config import UNIVERSAL22K_AUDIO
+from action2sound.errors import Action2SoundError
+from action2sound.mel import crop_frames, mel_to_vocoder_input, wave_to_mel
+from action2sound.models.fast_vocoder import (
+    SHIPPED, FastVocoder, FastVocoderConfig, analysis_spectrum, load_fast_vocoder, save_fast_vocoder)
+from action2sound.training.distil import CHECKPOINT, distil, stft_loss
+
+TINY = FastVocoderConfig(dim=16, hidden=32, layers=1)
+
+
+def test_overlap_add_inverts_the_analysis_exactly():
+    model = FastVocoder(TINY)
+    wave = torch.randn(2, 40 * TINY.hop, generator=torch.Generator().manual_seed(0))
+    spec = analysis_spectrum(wave, TINY)
+    assert spec.shape == (2, 40, TINY.n_fft // 2 + 1)
+    assert torch.allclose(model.overlap_add(spec), wave, atol=1e-5)
+
+
+def test_frames_are_centred_as_hifigan_frames():
+    # HiFi-GAN's mel frame f is centred on sample f * hop + hop / 2: an impulse there peaks in frame f.
+    hop, frames = TINY.hop, 30
+    for f in (0, 7, 29):
+        wave = torch.zeros(1, frames * hop)
+        wave[0, f * hop + hop // 2] = 1.0
+        energy = analysis_spectrum(wave, TINY).abs().pow(2).sum(-1)[0]
+        assert int(energy.argmax()) == f
+    # and the universal22k mel of the same impulse agrees
+    wave = np.zeros(UNIVERSAL22K_AUDIO.num_samples, np.float32)
+    wave[7 * hop + hop // 2] = 1.0
+    mel = crop_frames(wave_to_mel(wave, UNIVERSAL22K_AUDIO), UNIVERSAL22K_AUDIO)
+    assert int(mel.sum(0).argmax()) == 7
+
+
+def test_stft_loss_knows_its_answers():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8192, generator=g)
+    assert float(stft_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    assert float(stft_loss(0.5 * x, x)) > float(stft_loss(0.9 * x, x)) > 0.05
+
+
+def _recordings(folder, seconds=(4.0, 3.5)):
+    folder.mkdir()
+    sr = UNIVERSAL22K_AUDIO.sample_rate
+    rng = np.random.default_rng(0)
+    for i, s in enumerate(seconds):
+        t = np.arange(int(s * sr)) / sr
+        wave = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t) + 0.05 * rng.standard_normal(t.size)
+        sf.write(folder / f"rec{i}.wav", wave.astype(np.float32), sr)
+    return folder
+
+
+def test_distillation_resumes_where_it_stopped(tmp_path, monkeypatch):
+    import action2sound.training.distil as distil_module
+
+    sounds = _recordings(tmp_path / "sounds")
+    kw = dict(batch_size=2, crop_frames=16, save_every=1, cfg=TINY)
+    whole = distil([sounds], tmp_path / "whole", steps=4, **kw)
+
+    def killed_after_two(model, path, steps):
+        save_fast_vocoder(model, path, steps)
+        if steps == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(distil_module, "save_fast_vocoder", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):  # a run killed after 2 of its 4 steps ...
+        distil([sounds], tmp_path / "cut", steps=4, **kw)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)["step"] == 2
+    resumed = distil([sounds], tmp_path / "cut", steps=4, **kw)  # ... and started again
+    a, b = load_fast_vocoder(whole).state_dict(), load_fast_vocoder(resumed).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len((tmp_path / "cut" / "log.tsv").read_text().splitlines()) == 4
+    assert json.loads((tmp_path / "cut" / "settings.json").read_text())["windows"] == 2  # 7.7 s -> two 3 s windows
+
+
+def test_distillation_refuses_what_it_cannot_use(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Action2SoundError, match="no recordings"):
+        distil([tmp_path / "empty"], tmp_path / "run", steps=1, cfg=TINY)
+    with pytest.raises(Action2SoundError, match="not a folder"):
+        distil([tmp_path / "missing"], tmp_path / "run", steps=1, cfg=TINY)
+    sounds = _recordings(tmp_path / "sounds")
+    with pytest.raises(Action2SoundError, match="no recordings"):
+        distil([sounds], tmp_path / "run", steps=1, cfg=TINY, exclude={"rec0.wav", "rec1.wav"})
+
+
+def test_weights_file_errors_name_the_file(tmp_path):
+    with pytest.raises(Action2SoundError, match="no such file"):
+        load_fast_vocoder(tmp_path / "none.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(Action2SoundError, match="bad.safetensors"):
+        load_fast_vocoder(bad)
+    good = tmp_path / "good.safetensors"
+    save_fast_vocoder(FastVocoder(TINY), good, steps=0)
+    assert load_fast_vocoder(good).cfg == TINY
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the package ships no fast vocoder weights")
+def test_shipped_weights_approximate_the_universal_hifigan():
+    from action2sound.models.vocoder import load_universal_hifigan, vocode
+
+    p = UNIVERSAL22K_AUDIO
+    t = np.arange(p.num_samples) / p.sample_rate
+    rng = np.random.default_rng(2)
+    wave = 0.3 * np.sin(2 * np.pi * 330 * t) * (t % 0.5 < 0.25) + 0.02 * rng.standard_normal(t.size)
+    mel = torch.from_numpy(mel_to_vocoder_input(crop_frames(wave_to_mel(wave.astype(np.float32), p), p), p))[None]
+    with torch.inference_mode():
+        teacher = vocode(load_universal_hifigan(), mel)
+        fast = vocode(load_fast_vocoder(), mel)
+        untrained = vocode(FastVocoder(load_fast_vocoder().cfg), mel)
+    assert fast.shape == teacher.shape == (1, mel.shape[-1] * p.hop)
+    trained_gap, untrained_gap = float(stft_loss(fast, teacher)), float(stft_loss(untrained, teacher))
+    assert trained_gap < 0.5 * untrained_gap, (trained_gap, untrained_gap)
+
+
+def test_teacher_cache_belongs_to_its_recordings(tmp_path):
+    sounds = _recordings(tmp_path / "sounds")
+    distil([sounds], tmp_path / "run", steps=1, batch_size=1, crop_frames=8, cfg=TINY)
+    with pytest.raises(Action2SoundError, match="other recordings"):
+        distil([sounds], tmp_path / "run", steps=2, batch_size=1, crop_frames=8, cfg=TINY, exclude={"rec1.wav"})
