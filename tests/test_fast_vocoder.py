@@ -130,3 +130,29 @@ def test_teacher_cache_belongs_to_its_recordings(tmp_path):
     distil([sounds], tmp_path / "run", steps=1, batch_size=1, crop_frames=8, cfg=TINY)
     with pytest.raises(Action2SoundError, match="other recordings"):
         distil([sounds], tmp_path / "run", steps=2, batch_size=1, crop_frames=8, cfg=TINY, exclude={"rec1.wav"})
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the package ships no fast vocoder weights")
+def test_pipeline_takes_the_fast_vocoder_for_either_profile():
+    from types import SimpleNamespace
+
+    from action2sound.config import preset
+    from action2sound.mel_bridge import BridgeVocoder
+    from action2sound.pipeline import _choose_vocoder, mels_to_waves, window_length
+
+    tiny, paper = preset("tiny"), preset("paper")
+    for p, kind in ((tiny, "fast"), (paper, "bridge-fast")):
+        md = SimpleNamespace(preset=p, vocoder=None, vocoder_kind="universal-hifigan")
+        chosen, got = _choose_vocoder(None, md, "fast", torch.device("cpu"))
+        assert got == kind
+        assert isinstance(chosen, FastVocoder if kind == "fast" else BridgeVocoder)
+        mel = torch.full((2, p.audio.n_mels, p.audio.num_frames), 0.3)
+        waves = mels_to_waves(chosen, mel, p)
+        assert waves.shape == (2, window_length(p)) and np.isfinite(waves).all()
+
+
+def test_the_cli_offers_every_vocoder_choice():
+    from action2sound import cli
+    from action2sound.options import VOCODERS
+
+    assert tuple(cli._VOCODERS) == VOCODERS

@@ -174,6 +174,10 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     print(format_report(report))
 
 
+# options.VOCODERS (not imported: options pulls in the media stack, and the CLI starts without it)
+_VOCODERS = ["auto", "model", "bridge", "fast", "griffinlim"]
+
+
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one stage (av, vae, vocoder, ldm) into a run folder")
     p.add_argument("stage", choices=["av", "vae", "vocoder", "ldm", "sync", "sync_encoder"],
@@ -304,7 +308,7 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model directory (`action2sound export`; default: the packaged default model)")
     p.add_argument("--out", required=True, help="output folder: NAME.wav, NAME.mp4, NAME.png, NAME.json")
     p.add_argument("--index", help="retrieval index folder (`action2sound index build`; default MODEL/index)")
-    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "fast", "griffinlim"],  # options.VOCODERS
+    p.add_argument("--vocoder", default="auto", choices=_VOCODERS,
                    help="auto (default): the model's vocoder, else for a paper-profile model the bridge to the "
                         "universal HiFi-GAN (mel_bridge), else Griffin-Lim; model: the model's own; bridge; "
                         "fast: the shipped light vocoder distilled from the universal HiFi-GAN (~100x faster on "
@@ -412,7 +416,7 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", default="none", choices=["none", "retrieval", "groundtruth"],
                    help="none: the model (default); retrieval: the retrieved clip's audio as the output; "
                         "groundtruth: the clip's own audio")
-    p.add_argument("--vocoder", default="auto", choices=["auto", "model", "bridge", "fast", "griffinlim"],  # options.VOCODERS
+    p.add_argument("--vocoder", default="auto", choices=_VOCODERS,
                    help="auto: the model's vocoder, else the bridge to the universal HiFi-GAN for a paper-profile "
                         "model (default); model: the model's own; bridge; fast: the light distilled vocoder; "
                         "griffinlim: the paper's Griffin-Lim ablation")

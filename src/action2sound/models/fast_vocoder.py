@@ -6,9 +6,9 @@ Vocos (Siuzdenko et al. 2023, arXiv 2306.00814) and iSTFTNet. Per frame it predi
 the phase of an n_fft-point spectrum; overlap-add with a Hann window and hop = the mel hop gives
 frames * hop samples, frame f centred on sample f * hop + hop / 2 as in HiFi-GAN's mel framing.
 
-It is trained by distillation from the universal HiFi-GAN (`training.distil`, `action2sound distil-vocoder`), so it takes the same input
-(natural-log 80-band mel of the universal22k profile, [B, frames, n_mels] like SpeechT5HifiGan, so
-`models.vocoder.vocode` calls both alike) and approximates the same function.
+It is trained by distillation from the universal HiFi-GAN (`training.distil`, `action2sound distil-vocoder`),
+so it takes the same input (natural-log 80-band mel of the universal22k profile, [B, frames, n_mels] like
+SpeechT5HifiGan, so `models.vocoder.vocode` calls both alike) and approximates the same function.
 """
 
 from __future__ import annotations
