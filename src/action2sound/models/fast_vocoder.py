@@ -74,7 +74,7 @@ class FastVocoder(nn.Module):
     def __init__(self, cfg: FastVocoderConfig = FastVocoderConfig()):
         super().__init__()
         if cfg.n_fft < cfg.hop or cfg.n_fft % 2 or (cfg.n_fft - cfg.hop) % 2:
-            raise ValueError(f"n_fft {cfg.n_fft} must be even, >= hop {cfg.hop}, and n_fft - hop even")
+            raise Action2SoundError(f"n_fft {cfg.n_fft} must be even, >= hop {cfg.hop}, and n_fft - hop even")
         self.cfg = cfg
         self.conv_in = nn.Conv1d(cfg.n_mels, cfg.dim, cfg.kernel, padding=cfg.kernel // 2)
         self.norm_in = nn.LayerNorm(cfg.dim, eps=1e-6)
