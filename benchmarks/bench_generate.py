@@ -126,7 +126,7 @@ def main() -> None:
             s, t, out, c = min((generate(other, video, opts) for _ in range(args.runs)), key=lambda r: r[0])
             n = min(audio.size, out.size)
             print(f"  vocoder {args.compare_vocoder}: {s:.2f} s (RTF {s / duration:.3f}, CPU {c:.2f} s; vocoder "
-                  f"{t['vocoder']:.3f} s), MR-STFT to the first output {mr_stft_distance(out[:n], audio[:n]):.4f}")
+                  f"{t['vocode']:.3f} s), MR-STFT to the first output {mr_stft_distance(out[:n], audio[:n]):.4f}")
         for steps in args.compare_steps:
             s, t, out, _ = min((generate(pipe, video, dataclasses.replace(opts, steps=steps))
                                 for _ in range(args.runs)), key=lambda r: r[0])

@@ -12,7 +12,8 @@ universal22k profile's 22,050 Hz. Its ground-truth mel goes through the universa
   residual stream and the late high-rate stages in fp32 (the part of the network where bf16 costs least);
 - `fast`: not HiFi-GAN but the light distilled vocoder (`models.fast_vocoder`, `--vocoder fast`; `--fast` for
   other weights than the shipped ones). Distil it without the recordings measured here (`distil-vocoder
-  --exclude`).
+  --exclude`);
+- `griffinlim`: not a network either: Griffin-Lim on the mel (`--vocoder griffinlim`), for scale.
 
 For each it prints the multi-resolution STFT distance to the reference output (spectral convergence +
 log-magnitude L1, mean of FFT sizes 512 / 1024 / 2048, hop a quarter; the HiFi-GAN / Parallel WaveGAN
@@ -41,6 +42,7 @@ from action2sound.config import UNIVERSAL22K_AUDIO
 from action2sound.evaluation.embedders import AisfxEmbedder, embed_waves
 from action2sound.evaluation.fad import fad
 from action2sound.mel import crop_frames, mel_to_vocoder_input, wave_to_mel
+from action2sound.mel_bridge import griffinlim, normalised_from_log
 from action2sound.models.fast_vocoder import SHIPPED, load_fast_vocoder
 from action2sound.models.vocoder import load_universal_hifigan, vocode
 
@@ -107,6 +109,10 @@ def variant(name: str, gen, fast=None) -> torch.Tensor:
     def call(log_mel: torch.Tensor) -> torch.Tensor:
         if name == "fast":
             return vocode(fast, log_mel)
+        if name == "griffinlim":  # what `--vocoder griffinlim` does for a universal22k model (64 iterations)
+            mels = normalised_from_log(log_mel.numpy(), UNIVERSAL22K_AUDIO)
+            waves = [griffinlim(m, UNIVERSAL22K_AUDIO) for m in mels]
+            return torch.from_numpy(np.stack(waves)[:, : log_mel.shape[-1] * UNIVERSAL22K_AUDIO.hop])
         if name == "unchanged":
             return vocode(gen, log_mel)
         if name == "channels-last":
@@ -138,7 +144,7 @@ def seconds(call, mels: torch.Tensor, repeats: int) -> tuple[float, float]:
     return min(cpu), min(wall)
 
 
-VARIANTS = ("channels-last", "bf16", "bf16-early", "fast")
+VARIANTS = ("channels-last", "bf16", "bf16-early", "fast", "griffinlim")
 
 
 def main() -> None:

@@ -135,12 +135,14 @@ def build_fast_vocoder(cfg_dict: dict | None = None) -> FastVocoder:
     return FastVocoder(FastVocoderConfig(**cfg_dict))
 
 
-def save_fast_vocoder(model: FastVocoder, path: Path, steps: int) -> None:
-    """Weights as safetensors, the config and the step count in the metadata."""
-    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
+def save_fast_vocoder(model: FastVocoder, path: Path, steps: int, dtype: torch.dtype = torch.float32) -> None:
+    """Weights as safetensors (cast to `dtype`; the package ships float16), the config and the step count in the
+    metadata; atomic (temp + rename), readable by all like `weights.save_weights`."""
+    tensors = {k: v.detach().to(dtype).contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = Path(path).with_suffix(".partial")
     save_file(tensors, str(tmp), metadata={"component": "fast_vocoder", "config": json.dumps(model.cfg.to_dict()),
                                            "steps": str(steps)})
+    os.chmod(tmp, 0o644)  # safetensors writes owner-only files
     os.replace(tmp, path)
 
 
