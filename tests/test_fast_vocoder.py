@@ -158,3 +158,25 @@ def test_the_cli_offers_every_vocoder_choice():
     from action2sound.options import VOCODERS
 
     assert tuple(cli._VOCODERS) == VOCODERS
+
+
+def test_distillation_adds_vae_smoothed_mels_and_starts_from_given_weights(tmp_path):
+    from action2sound.weights import default_model_dir
+
+    sounds = _recordings(tmp_path / "sounds")
+    start = tmp_path / "start.safetensors"
+    save_fast_vocoder(FastVocoder(TINY), start, steps=0)
+    kw = dict(batch_size=2, crop_frames=16, cfg=FastVocoderConfig())  # cfg is taken from the init weights
+    distil([sounds], tmp_path / "run", steps=1, vae_dir=default_model_dir(), init=start, lr=0.0, **kw)
+    with np.load(tmp_path / "run" / "teacher.npz") as z:
+        mels = z["mels"]
+    assert mels.shape[0] == 4  # two windows, each also after the VAE
+    smoothed, own = mels[2:], mels[:2]
+    assert np.abs(smoothed - own).mean() > 0.01  # the VAE changed them ...
+    assert np.corrcoef(smoothed.ravel(), own.ravel())[0, 1] > 0.3  # ... but kept their shape (0.52 measured)
+    trained = load_fast_vocoder(tmp_path / "run" / "fast_vocoder.safetensors")
+    assert trained.cfg == TINY
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(),
+                                                  load_fast_vocoder(start).state_dict().values()))  # lr 0
+    with pytest.raises(Action2SoundError, match="another --vae"):
+        distil([sounds], tmp_path / "run", steps=2, init=start, **kw)

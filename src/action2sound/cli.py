@@ -136,7 +136,8 @@ def _cmd_distil_vocoder(args: argparse.Namespace) -> None:
     from .training.distil import distil
 
     print(distil([Path(f) for f in args.sounds], Path(args.out), steps=args.steps, batch_size=args.batch_size,
-                 exclude=set(args.exclude), seed=args.seed))
+                 exclude=set(args.exclude), seed=args.seed, lr=args.lr,
+                 vae_dir=Path(args.vae) if args.vae else None, init=Path(args.init) if args.init else None))
 
 
 def _cmd_preencode(args: argparse.Namespace) -> None:
@@ -213,6 +214,10 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="crops per step (default 16)")
     p.add_argument("--exclude", nargs="*", default=[], metavar="NAME",
                    help="file names to leave out (e.g. the recordings you evaluate on)")
+    p.add_argument("--vae", help="a universal22k model directory (e.g. the default model's): also distil on each "
+                                 "window's mel after its VAE, the smoothed mels generation gives the vocoder")
+    p.add_argument("--init", help="start from these fast vocoder weights (fine-tune) instead of random ones")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_distil_vocoder)
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..config import UNIVERSAL22K_AUDIO
 from ..errors import Action2SoundError
 from ..mel import MelTransform, crop_frames, mel_to_vocoder_input, wave_to_mel
-from ..models.fast_vocoder import WEIGHTS, FastVocoder, FastVocoderConfig, save_fast_vocoder
+from ..models.fast_vocoder import WEIGHTS, FastVocoder, FastVocoderConfig, load_fast_vocoder, save_fast_vocoder
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
 TEACHER = "teacher.npz"
@@ -49,14 +49,38 @@ def recordings(folders: list[Path], exclude: set[str] = frozenset()) -> list[Pat
     return files
 
 
-def prepare(files: list[Path], out: Path, batch: int = 4) -> dict[str, np.ndarray]:
-    """Mels [N, 80, frames] and the teacher's waves [N, frames * hop] of 3 s windows of the recordings."""
+def vae_round_trip(mels: np.ndarray, model_dir: Path, batch: int = 16) -> np.ndarray:
+    """Normalised padded mels [N, 80, frames] through a model directory's VAE (posterior mean, decoded; the
+    padding frames zero): the smoothed mels a generating model's vocoder is given, to distil on beside the
+    recordings' own."""
+    from ..models.vae import decode_latent, encode_mel
+    from ..weights import load_model_dir
+
+    md = load_model_dir(model_dir, components=("vae",))
+    if md.preset.audio != UNIVERSAL22K_AUDIO:
+        raise Action2SoundError(f"{model_dir}: its VAE reads the {md.preset.audio.name} mel, not universal22k; "
+                                "give a universal22k model directory (e.g. the default model) to --vae")
+    out = []
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(mels), batch), desc="VAE round trip", unit="batch"):
+            mean, _ = encode_mel(md.vae, torch.from_numpy(mels[i:i + batch]))
+            out.append(decode_latent(md.vae, mean * md.vae.config.scaling_factor, UNIVERSAL22K_AUDIO.num_frames))
+    decoded = torch.cat(out).numpy()
+    return np.pad(decoded, ((0, 0), (0, 0), (0, mels.shape[-1] - decoded.shape[-1])))  # the padding frames
+
+
+def prepare(files: list[Path], out: Path, batch: int = 4, vae_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """Mels [N, 80, frames] and the teacher's waves [N, frames * hop] of 3 s windows of the recordings (and, with
+    `vae_dir`, of the same windows' mels after that model's VAE: N doubles)."""
     path = out / TEACHER
     names = np.array(sorted(str(f) for f in files))
+    vae_name = np.array(str(vae_dir or ""))
     if path.is_file():
         with np.load(path) as z:
             if "files" not in z.files or not np.array_equal(z["files"], names):
                 raise Action2SoundError(f"{path} was made from other recordings than these; give another --out")
+            if (str(z["vae"]) if "vae" in z.files else "") != str(vae_name):
+                raise Action2SoundError(f"{path} was made with another --vae; give another --out")
             return {k: z[k] for k in z.files}
     from .. import media
     from ..models.vocoder import load_universal_hifigan, vocode
@@ -74,13 +98,16 @@ def prepare(files: list[Path], out: Path, batch: int = 4) -> dict[str, np.ndarra
     if n == 0:
         raise Action2SoundError(f"the recordings hold {len(stream) / p.sample_rate:.1f} s; distillation needs 3 s")
     windows = stream[: n * p.num_samples].reshape(n, p.num_samples)
-    mels = mel_to_vocoder_input(crop_frames(wave_to_mel(windows, p), p), p).astype(np.float32)
+    normalised = wave_to_mel(windows, p)
+    if vae_dir is not None:
+        normalised = np.concatenate([normalised, vae_round_trip(normalised, vae_dir)])
+    mels = mel_to_vocoder_input(crop_frames(normalised, p), p).astype(np.float32)
     teacher = load_universal_hifigan()
     waves = []
     with torch.inference_mode():
-        for i in tqdm(range(0, n, batch), desc="teacher (universal HiFi-GAN)", unit="batch"):
+        for i in tqdm(range(0, len(mels), batch), desc="teacher (universal HiFi-GAN)", unit="batch"):
             waves.append(vocode(teacher, torch.from_numpy(mels[i:i + batch])).numpy())
-    data = {"mels": mels, "waves": np.concatenate(waves).astype(np.float32), "files": names}
+    data = {"mels": mels, "waves": np.concatenate(waves).astype(np.float32), "files": names, "vae": vae_name}
     tmp = out / (TEACHER + ".tmp.npz")
     np.savez(tmp, **data)
     os.replace(tmp, path)
@@ -107,17 +134,21 @@ def _atomic_save(obj, path: Path) -> None:
 
 def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 16, crop_frames: int = 80,
            lr: float = 5e-4, warmup: int = 200, save_every: int = 250, seed: int = 0, exclude: set[str] = frozenset(),
-           cfg: FastVocoderConfig = FastVocoderConfig(), mel_weight: float = 0.5) -> Path:
-    """Train (or resume) a FastVocoder in `out`; returns the weights' path."""
+           cfg: FastVocoderConfig = FastVocoderConfig(), mel_weight: float = 0.5, vae_dir: Path | None = None,
+           init: Path | None = None) -> Path:
+    """Train (or resume) a FastVocoder in `out`; returns the weights' path. `init`: start from these weights
+    (`fast_vocoder.safetensors`, its shape replaces `cfg`) instead of random ones; `vae_dir`: see `prepare`."""
     out.mkdir(parents=True, exist_ok=True)
-    data = prepare(recordings(folders, exclude), out)
+    if init is not None:
+        cfg = load_fast_vocoder(init).cfg
+    data = prepare(recordings(folders, exclude), out, vae_dir=vae_dir)
     mels, waves = torch.from_numpy(data["mels"]), torch.from_numpy(data["waves"])
     n, _, frames = mels.shape
     hop = cfg.hop
     crop = min(crop_frames, frames)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = FastVocoder(cfg)
+        model = FastVocoder(cfg) if init is None else load_fast_vocoder(init).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
 
     def factor(step: int) -> float:
@@ -141,7 +172,8 @@ def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 
     (out / "settings.json").write_text(json.dumps({
         "folders": [str(f) for f in folders], "windows": n, "steps": steps, "batch_size": batch_size,
         "crop_frames": crop, "lr": lr, "warmup": warmup, "seed": seed, "config": cfg.to_dict(),
-        "excluded": sorted(exclude), "mel_weight": mel_weight}, indent=1))
+        "excluded": sorted(exclude), "mel_weight": mel_weight, "vae": str(vae_dir or ""), "init": str(init or "")},
+        indent=1))
     mel_fn = MelTransform(UNIVERSAL22K_AUDIO, normalised=False)
     log = (out / "log.tsv").open("a")
     model.train()
