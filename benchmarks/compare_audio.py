@@ -27,12 +27,14 @@ def read(paths: list[Path], rate: int) -> list[np.ndarray]:
     return [media.read_audio_file(p, rate).astype(np.float32) for p in paths]
 
 
-def distances(a: list[np.ndarray], b: list[np.ndarray], embedder, rate: int) -> tuple[float, float]:
-    """(mean MR-STFT of a to b pairwise, aisfx FAD between the sets)."""
+def embed(embedder, waves: list[np.ndarray], rate: int) -> np.ndarray:
+    return np.concatenate(embed_waves(embedder, waves, rate))
+
+
+def distances(a: list[np.ndarray], b: list[np.ndarray], ea: np.ndarray, eb: np.ndarray) -> tuple[float, float]:
+    """(mean MR-STFT of a to b pairwise, FAD between the sets' embeddings ea and eb)."""
     n = [min(x.size, y.size) for x, y in zip(a, b)]
     mr = float(np.mean([mr_stft_distance(x[:k], y[:k]) for x, y, k in zip(a, b, n)]))
-    ea = np.concatenate(embed_waves(embedder, a, rate))
-    eb = np.concatenate(embed_waves(embedder, b, rate))
     return mr, float(fad(eb, ea))
 
 
@@ -49,11 +51,13 @@ def main() -> None:
     embedder = AisfxEmbedder()
     ref = read([args.unchanged / n for n in names], args.rate)
     out = read([args.changed / n for n in names], args.rate)
-    mr, fd = distances(out, ref, embedder, args.rate)
+    ref_emb = embed(embedder, ref, args.rate)  # once, for both comparisons
+    mr, fd = distances(out, ref, embed(embedder, out, args.rate), ref_emb)
     print(f"{len(names)} files: changed vs unchanged: MR-STFT {mr:.4f}, aisfx FAD {fd:.4f}")
     gts = [args.unchanged / f"{n.rsplit('_s', 1)[0]}_gt.wav" for n in names]
     if all(g.is_file() for g in gts):
-        mr_gt, fd_gt = distances(ref, read(gts, args.rate), embedder, args.rate)
+        truth = read(gts, args.rate)
+        mr_gt, fd_gt = distances(ref, truth, ref_emb, embed(embedder, truth, args.rate))
         print(f"for scale, unchanged vs ground truth: MR-STFT {mr_gt:.4f}, aisfx FAD {fd_gt:.4f}")
 
 

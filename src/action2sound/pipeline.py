@@ -40,9 +40,9 @@ from .config import Preset
 from .errors import Action2SoundError
 from .indexing import INDEX_DIRNAME, Retrieval, load_retrieval
 from .mel import mel_to_vocoder_input
+from .models.fast_vocoder import load_fast_vocoder
 from .models.sync_stream import sync_frame_times
 from .models.vae import decode_latent
-from .models.fast_vocoder import load_fast_vocoder
 from .models.vocoder import load_universal_hifigan, vocode
 from .options import GenerateOptions, VOCODERS
 from .outputs import GenerationResult
@@ -447,7 +447,8 @@ def load_pipeline(model_dir: str | os.PathLike, device: str | torch.device = "au
     model_dir = Path(model_dir)
     dev = resolve_device(device)
     manifest = read_model_json(model_dir)
-    components = tuple(c for c in COMPONENTS if not (c == "vocoder" and vocoder in ("griffinlim", "bridge", "fast")))
+    # Only "auto" and "model" can use the model directory's own vocoder; the others need not load it.
+    components = tuple(c for c in COMPONENTS if c != "vocoder" or vocoder in ("auto", "model"))
     md = load_model_dir(model_dir, dev, components=components)
     chosen_vocoder, kind = _choose_vocoder(model_dir, md, vocoder, dev)
     preset, release_sampler = md.preset, sampling.default_sampling_for(manifest)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..config import UNIVERSAL22K_AUDIO
 from ..errors import Action2SoundError
@@ -156,12 +156,12 @@ def load_fast_vocoder(path: str | os.PathLike = SHIPPED) -> FastVocoder:
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:  # safetensors raises its own error types for damaged headers
         raise Action2SoundError(f"{path}: not a readable safetensors file ({err}); distil it again") from err
     if meta.get("component") != "fast_vocoder":
         raise Action2SoundError(f"{path}: not a fast vocoder (component {meta.get('component')!r})")
     model = build_fast_vocoder(json.loads(meta["config"]))
-    state = load_file(str(path))
     missing = set(model.state_dict()) ^ set(state)
     if missing:
         raise Action2SoundError(f"{path}: keys differ from the fast vocoder's: {sorted(missing)[:4]}")

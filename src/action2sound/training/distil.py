@@ -1,6 +1,6 @@
-"""Distil the universal HiFi-GAN into the light `FastVocoder` (`action2sound train fast_vocoder`).
+"""Distil the universal HiFi-GAN into the light `FastVocoder` (`action2sound distil-vocoder`).
 
-1. `prepare`: every recording of the given folders (flac / wav / ogg / mp3), resampled to 22,050 Hz and
+1. `prepare`: every recording of the given folders (`media.AUDIO_EXTENSIONS`), resampled to 22,050 Hz and
    laid end to end with 0.1 s gaps, is cut into 3 s windows; each window's universal22k log mel goes
    through the unchanged universal HiFi-GAN, whose output is the target (the student learns the teacher's
    function, not the recordings). Written once to `teacher.npz` in the run folder (resumable: kept if there).
@@ -27,10 +27,10 @@ from tqdm import tqdm
 
 from ..config import UNIVERSAL22K_AUDIO
 from ..errors import Action2SoundError
+from ..media import AUDIO_EXTENSIONS
 from ..mel import MelTransform, crop_frames, mel_to_vocoder_input, wave_to_mel
 from ..models.fast_vocoder import WEIGHTS, FastVocoder, FastVocoderConfig, load_fast_vocoder, save_fast_vocoder
 
-AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
 TEACHER = "teacher.npz"
 CHECKPOINT = "checkpoint.pt"
 RESOLUTIONS = ((256, 64), (512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the STFT loss
@@ -41,11 +41,11 @@ def recordings(folders: list[Path], exclude: set[str] = frozenset()) -> list[Pat
     files = []
     for folder in folders:
         if not Path(folder).is_dir():
-            raise Action2SoundError(f"{folder}: not a folder; give folders of recordings (flac/wav/ogg/mp3)")
-        files += sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+            raise Action2SoundError(f"{folder}: not a folder; give folders of recordings")
+        files += sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS)
     files = [f for f in files if f.name not in exclude]
     if not files:
-        raise Action2SoundError(f"no recordings (flac/wav/ogg/mp3) in {', '.join(map(str, folders))}")
+        raise Action2SoundError(f"no recordings ({', '.join(AUDIO_EXTENSIONS)}) in {', '.join(map(str, folders))}")
     return files
 
 
@@ -139,8 +139,9 @@ def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 
     """Train (or resume) a FastVocoder in `out`; returns the weights' path. `init`: start from these weights
     (`fast_vocoder.safetensors`, its shape replaces `cfg`) instead of random ones; `vae_dir`: see `prepare`."""
     out.mkdir(parents=True, exist_ok=True)
-    if init is not None:
-        cfg = load_fast_vocoder(init).cfg
+    start = load_fast_vocoder(init).train() if init is not None else None
+    if start is not None:
+        cfg = start.cfg
     data = prepare(recordings(folders, exclude), out, vae_dir=vae_dir)
     mels, waves = torch.from_numpy(data["mels"]), torch.from_numpy(data["waves"])
     n, _, frames = mels.shape
@@ -148,7 +149,7 @@ def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 
     crop = min(crop_frames, frames)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = FastVocoder(cfg) if init is None else load_fast_vocoder(init).train()
+        model = FastVocoder(cfg) if start is None else start
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
 
     def factor(step: int) -> float:
