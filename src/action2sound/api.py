@@ -48,7 +48,7 @@ class Action2Sound:
 
         device: "auto" (cuda when available), "cpu" or "cuda". vocoder: "auto" (the model's; for a
         paper-profile model without one, the bridge to the universal HiFi-GAN), "model", "bridge", "fast" (the
-        light vocoder distilled from the universal HiFi-GAN, ~100x cheaper on a CPU) or "griffinlim".
+        light vocoder distilled from the universal HiFi-GAN, ~70x cheaper on a CPU; preview quality) or "griffinlim".
         """
         if model_dir is None:
             from .weights import default_model_dir

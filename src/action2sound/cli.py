@@ -316,8 +316,8 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vocoder", default="auto", choices=_VOCODERS,
                    help="auto (default): the model's vocoder, else for a paper-profile model the bridge to the "
                         "universal HiFi-GAN (mel_bridge), else Griffin-Lim; model: the model's own; bridge; "
-                        "fast: the shipped light vocoder distilled from the universal HiFi-GAN (~100x faster on "
-                        "a CPU, see the README for its cost in quality); griffinlim")
+                        "fast: the shipped light vocoder distilled from the universal HiFi-GAN (~70x faster on "
+                        "a CPU; preview quality, see the README); griffinlim")
     p.add_argument("--ambient", default="retrieved",
                    help="retrieved (default: the audio of the visually matching training clip), quiet (a "
                         "low-ambient clip: the action alone), random (a random clip of another video: the paper's "
