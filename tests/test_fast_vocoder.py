@@ -122,8 +122,9 @@ def test_shipped_weights_approximate_the_universal_hifigan():
         untrained = vocode(FastVocoder(load_fast_vocoder().cfg), mel)
     assert fast.shape == teacher.shape == (1, mel.shape[-1] * p.hop)
     trained_gap, untrained_gap = float(stft_loss(fast, teacher)), float(stft_loss(untrained, teacher))
-    # 1.80 vs 2.25 when measured: a preview-quality student (docs/VOCODERS.md), but not random weights
-    assert trained_gap < 0.9 * untrained_gap, (trained_gap, untrained_gap)
+    # 1.37 vs 2.25 when measured (the first, 6,000-step weights: 1.80): a preview-quality student
+    # (docs/VOCODERS.md), but far from random weights
+    assert trained_gap < 0.75 * untrained_gap, (trained_gap, untrained_gap)
 
 
 def test_teacher_cache_belongs_to_its_recordings(tmp_path):

@@ -199,6 +199,34 @@ def test_a_model_without_sync_stream_refuses_one():
         ldm(x, torch.tensor([1]), ldm.context(None, None, batch_size=1), torch.zeros(1, q.latent_shape[2], 8))
 
 
+def test_a_model_trained_without_the_stream_starts_a_fine_tune_with_it_unchanged():
+    """`train ldm --init` of a model without the stream: the widened model computes exactly the given one, with
+    any stream, until training moves the stream's weights; a state dict that does not fit is still refused."""
+    from action2sound.config import StageTrainConfig
+    from action2sound.models.sync_stream import widen_for_stream
+    from action2sound.training.ldm import LDMStage
+
+    p = preset("tiny")
+    without = _trained_like_ldm(dataclasses.replace(p, sync_stream=preset("paper").sync_stream))
+    stage = LDMStage(p, StageTrainConfig())
+    state = without.state_dict()
+    stage.init_from(state, "test")
+    x = torch.randn(2, *p.latent_shape)
+    t = torch.tensor([10, 500])
+    with torch.no_grad():
+        ctx = without.context(None, None, batch_size=2)
+        sync = torch.randn(2, p.latent_shape[2], p.sync_stream.feature_dim)
+        torch.testing.assert_close(stage.model.eval()(x, t, ctx, sync), without(x, t, ctx))
+    wide = stage.model.state_dict()["unet.conv_in.weight"]
+    assert wide.shape[1] == p.latent_shape[0] + p.sync_stream.feature_dim
+    assert not wide[:, p.latent_shape[0]:].any()
+    torch.testing.assert_close(widen_for_stream(stage.model.state_dict(), stage.model)["unet.conv_in.weight"],
+                               wide)  # already fits: unchanged
+    bad = {**state, "unet.conv_in.weight": state["unet.conv_in.weight"][:, :2]}
+    with pytest.raises(Exception, match="conv_in"):
+        stage.init_from(bad, "test")
+
+
 def test_the_embedded_default_model_still_builds_exactly_its_stored_weights():
     from safetensors import safe_open
 

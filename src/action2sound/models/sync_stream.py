@@ -350,3 +350,25 @@ class SyncInjection(nn.Module):
             return torch.cat([x, s.permute(0, 2, 1).unsqueeze(2).expand(b, self.dim, f, w)], dim=1)
         gamma, beta = self.film(s).permute(0, 2, 1).unsqueeze(2).chunk(2, dim=1)  # [B, C, 1, W] each
         return x * (1.0 + gamma) + beta
+
+
+def widen_for_stream(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """An ldm state dict without the sync stream -> the same for `model`, which has it ("channels" injection).
+
+    The stream's extra input channels of the UNet's first convolution get zero weights, so the widened model
+    starts as exactly the model it was given (`train ldm --init` of a model trained without the stream: the
+    shipped default model, for instance). A state dict that already fits is returned unchanged; any other
+    mismatch is left for the strict load to report.
+    """
+    key = "unet.conv_in.weight"
+    sync = getattr(model, "sync", None)
+    own = model.state_dict().get(key)
+    if sync is None or sync.kind != "channels" or key not in tensors or own is None:
+        return tensors
+    given = tensors[key]
+    if given.dim() != 4 or given.shape[1] + sync.dim != own.shape[1] or given.shape[0] != own.shape[0]:
+        return tensors
+    wide = torch.zeros(own.shape, dtype=given.dtype)
+    wide[:, : given.shape[1]] = given
+    return {**tensors, key: wide}
+

@@ -19,6 +19,7 @@ from ..config import Preset, StageTrainConfig
 from ..media import write_audio
 from ..mel import mel_to_wave_griffinlim
 from ..models.ldm import LatentDiffusion
+from ..models.sync_stream import widen_for_stream
 from ..models.vae import decode_latent, sample_latent
 from ..sampling import guided, sample
 from .base import StageModule
@@ -85,6 +86,11 @@ class LDMStage(StageModule):
         if self._trainer is None:
             return None
         return next((c for c in self.trainer.callbacks if isinstance(c, EMA)), None)
+
+    def init_from(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """Strict, except that a model trained without the sync stream may start one that has it (the stream's
+        input channels start at zero: the fine-tune begins as exactly the given model)."""
+        super().init_from(widen_for_stream(tensors, self.model), source)
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         ema = self.ema()
