@@ -100,6 +100,54 @@ def test_offset_estimator_recovers_a_known_shift(trained, k):
     assert np.mean(np.abs(est - k) < 0.5) >= 0.75
 
 
+def test_onset_target_marks_the_column_where_the_sound_rises():
+    p = preset("tiny")
+    enc = SyncEncoder(p)
+    w, ds = p.latent_shape[2], p.vae.downsample
+    frames = p.audio.num_frames + p.audio.right_pad_frames
+    mel = torch.full((3, p.audio.n_mels, frames), 0.2)
+    mel[1, :, 5 * ds + 3:] = 0.7  # a step inside column 5
+    mel[2, :, 5 * ds + 3:] = 0.25  # the same step, much softer
+    target = enc.onset_target(mel)
+    assert target.shape == (3, w)
+    assert not target[0].any()  # steady sound: no onset anywhere
+    torch.testing.assert_close(target[1], torch.eye(w)[5] * 0.5 / 0.55)
+    assert target[2, 5] == target[2].max() and target[2, 5] > 0.4  # relative: a soft step still counts
+
+
+def test_onset_head_learns_when_on_toy_clips_and_follows_a_shift():
+    p = preset("tiny")
+    assert p.sync_stream.onset_weight > 0
+    frames, mel = toy_clips(p, 48, seed=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        enc = SyncEncoder(p)
+    opt = torch.optim.AdamW(enc.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(80):
+        idx = torch.randint(0, len(frames), (8,), generator=g)
+        loss = enc.loss(frames[idx], mel[idx], g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    enc.eval()
+    test_frames, test_mel = toy_clips(p, 16, seed=7)  # held out
+    with torch.no_grad():
+        logits = enc.onset_logits(enc.video_features(test_frames))[:, enc.lo:enc.hi]
+        target = enc.onset_target(test_mel)[:, enc.lo:enc.hi]
+        r = float(torch.corrcoef(torch.stack([logits.flatten(), target.flatten()]))[0, 1])
+        assert r > 0.5, r
+        # The same clips with the flashes 2 columns later: the head's peaks move 2 columns later too.
+        r_frames = frames_per_column(p.sync_stream, p.audio, p.vae.downsample)
+        late = torch.cat([test_frames[:, :1].expand(-1, 2 * r_frames, -1, -1, -1),
+                          test_frames[:, : -2 * r_frames]], dim=1)
+        moved = enc.onset_logits(enc.video_features(late))
+        before = enc.onset_logits(enc.video_features(test_frames))
+    inner = slice(enc.lo + 2, enc.hi - 2)
+    assert (moved.argmax(1) - before.argmax(1) == 2).float().mean() >= 0.75
+    torch.testing.assert_close(moved[:, inner], before[:, enc.lo:enc.hi - 4], atol=1e-4, rtol=1e-4)
+
+
 def test_parabola_refines_the_best_shift():
     scores = torch.tensor([[0.0, 0.5, 1.0, 0.5, 0.0], [0.0, 0.0, 1.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
     est = offset_from_scores(scores, 2)

@@ -234,6 +234,12 @@ class SyncStreamConfig:
     # position in the window and answered "0 ms" for audio delayed by 0.3 s.
     edge_columns: int = 3
     temperature: float = 0.1
+    # Weight of the onset loss (SyncEncoder.onset_loss): a linear head on the video's column features must
+    # predict how much the clip's sound rises in each column. 0: no head (encoders saved before it existed).
+    # Measured on benchmark v2 windows: the offset contrast alone left features from which a linear probe
+    # predicted the sound's rise no better on a clip's own columns than on another clip's (r 0.007 vs
+    # -0.000, held-out videos), while the raw motion numbers reached r 0.15: the contrast did not keep *when*.
+    onset_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -508,7 +514,7 @@ _TINY = Preset(
         ldm=StageTrainConfig(lr=1e-3, warmup_steps=20, batch_size=8, max_steps=300, grad_clip=1.0, ema_decay=0.99),
         sync_encoder=StageTrainConfig(lr=3e-3, batch_size=8, max_steps=60, grad_clip=1.0),
     ),
-    sync_stream=SyncStreamConfig(enabled=True, size=16, width=16, feature_dim=8),
+    sync_stream=SyncStreamConfig(enabled=True, size=16, width=16, feature_dim=8, onset_weight=1.0),
 )
 _SMALL = Preset(
     "small", UNIVERSAL22K_AUDIO, VideoConfig(num_frames=8, size=64),
@@ -531,7 +537,7 @@ _SMALL = Preset(
         ldm=StageTrainConfig(lr=2e-4, warmup_steps=500, batch_size=16, epochs=50, grad_clip=1.0, ema_decay=0.999),
         sync_encoder=StageTrainConfig(lr=3e-3, batch_size=16, epochs=40, warmup_steps=50, grad_clip=1.0),
     ),
-    sync_stream=SyncStreamConfig(enabled=True, size=32, width=32, feature_dim=16),
+    sync_stream=SyncStreamConfig(enabled=True, size=32, width=32, feature_dim=16, onset_weight=1.0),
 )
 _PAPER = Preset("paper", PAPER_AUDIO, VideoConfig(num_frames=16, size=224))
 PRESETS: dict[str, Preset] = {

@@ -271,6 +271,11 @@ def load_encoders(path: str | os.PathLike, device: str | torch.device = "cpu"
         raise Action2SoundError(f"{path}: the av stage used audio profile {av_preset.audio.name!r}, the vae stage "
                                 f"{vae_preset.audio.name!r}; train both with the same preset")
     preset = dataclasses.replace(vae_preset, video=av_preset.video, av=av_preset.av)
+    sync_file = _stage_weights(path, "sync_encoder")
+    if sync_file is not None:
+        # The run's sync encoder decides the stream, so that av and vae weights trained (or exported) without
+        # it can pre-encode a store for an ldm with it (scripts/default_model.sh fine-tunes a model that way).
+        preset = dataclasses.replace(preset, sync_stream=read_weights_preset(sync_file, "sync_encoder").sync_stream)
     return av, vae, preset, {"av": file_sha256(av_file), "vae": file_sha256(vae_file)}
 
 

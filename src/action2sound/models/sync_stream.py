@@ -219,6 +219,9 @@ class SyncEncoder(nn.Module):
         self.audio = AudioSyncBranch(cfg, preset.audio.n_mels, preset.vae.downsample)
         cols = column_times(preset.audio, preset.vae.downsample, w)
         self.register_buffer("resample", interpolation_matrix(self.frame_times, cols), persistent=False)  # [W, N]
+        # The onset head (onset_loss): column features -> how much the sound rises there; linear, so that the
+        # features themselves must carry it in a form the UNet's first layer can read.
+        self.onset = nn.Linear(cfg.feature_dim, 1) if cfg.onset_weight > 0 else None
 
     @property
     def num_frames(self) -> int:
@@ -270,13 +273,52 @@ class SyncEncoder(nn.Module):
         frames [B, N, S, S, 3] uint8, mel [B, n_mels, padded]; the crop start is drawn per clip from
         `generator` (on the CPU) so that every candidate shift stays between the edge margins.
         """
+        return self._offset_loss(self.video_features(frames), mel, generator)
+
+    def _offset_loss(self, video: torch.Tensor, mel: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
         s_max, length = self.cfg.max_shift_columns, self.cfg.crop_columns
-        b = frames.shape[0]
+        b = video.shape[0]
         last = self.hi - length - s_max  # last valid start
-        start = torch.randint(self.lo + s_max, last + 1, (b,), generator=generator).to(frames.device)
-        scores = self.shift_scores(self.video_features(frames), self.audio_features(mel), start, length)
+        start = torch.randint(self.lo + s_max, last + 1, (b,), generator=generator).to(video.device)
+        scores = self.shift_scores(video, self.audio_features(mel), start, length)
         target = torch.full((b,), s_max, dtype=torch.long, device=scores.device)
         return F.cross_entropy(scores.float() / self.cfg.temperature, target)
+
+    def onset_target(self, mel: torch.Tensor) -> torch.Tensor:
+        """Normalised mel [B, n_mels, padded] -> how much the sound rises in each column [B, W], in [0, 1).
+
+        The largest frame-to-frame rise of the mean mel within the column's `downsample` frames, divided by the
+        clip's largest plus 0.05: relative, so that a soft contact in a quiet room counts as a loud one in a
+        loud room, and a clip with no rise at all (steady ambient) has no onsets.
+        """
+        level = mel.mean(dim=1)  # [B, frames]
+        rise = F.pad(torch.relu(level[:, 1:] - level[:, :-1]), (1, 0))
+        ds = self.audio.downsample
+        per_column = F.max_pool1d(rise[:, : self.columns * ds].unsqueeze(1), ds, ds).squeeze(1)  # [B, W]
+        return per_column / (per_column.amax(dim=1, keepdim=True) + 0.05)
+
+    def onset_logits(self, video: torch.Tensor) -> torch.Tensor:
+        """Column features [B, W, D_s] -> onset logits [B, W] (needs onset_weight > 0)."""
+        if self.onset is None:
+            raise ValueError("this sync encoder has no onset head (sync_stream.onset_weight = 0)")
+        return self.onset(F.normalize(video, dim=-1) * math.sqrt(video.shape[-1])).squeeze(-1)
+
+    def onset_loss(self, video: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy of the onset head against `onset_target` over the columns between the edge
+        margins (the edges' convolutions see padding, a cue of position, not of time)."""
+        target = self.onset_target(mel)[:, self.lo:self.hi]
+        logits = self.onset_logits(video)[:, self.lo:self.hi]
+        return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+
+    def loss(self, frames: torch.Tensor, mel: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """The stage's objective: offset contrast plus onset_weight x onset loss (when the head exists)."""
+        video = self.video_features(frames)
+        total = self._offset_loss(video, mel, generator)
+        if self.onset is not None:
+            total = total + self.cfg.onset_weight * self.onset_loss(video, mel)
+        return total
 
     @torch.no_grad()
     def estimate_offset(self, frames: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:

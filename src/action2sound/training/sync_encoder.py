@@ -1,14 +1,16 @@
-"""Stage sync_encoder: the sync stream's encoder (models/sync_stream.py), trained by offset contrast.
+"""Stage sync_encoder: the sync stream's encoder (models/sync_stream.py), trained by offset contrast and onsets.
 
 Each clip is decoded at the sync stream's dense frame times (`sync_frame_times`, >= 15 fps) with its
 normalised mel; the loss asks the video of a randomly placed crop of latent columns to pick its own audio
-among the same clip's audio at other shifts (SyncEncoder.offset_loss). Randomness comes from the stage's
-per-batch generator, so a resumed run draws the same crops.
+among the same clip's audio at other shifts (SyncEncoder.offset_loss), and, with sync_stream.onset_weight > 0,
+a linear head on the video's column features must predict where the sound rises (SyncEncoder.onset_loss).
+Randomness comes from the stage's per-batch generator, so a resumed run draws the same crops.
 
 Validation, on held-out clips (all measured by the same estimator that scores generated audio):
 - `val/shift_accuracy`: the true shift wins among the 2S + 1 of the centre crop;
 - `val/offset_ms`: median |estimated offset| of the aligned audio (ms; 0 is perfect);
-- `val/offset_error_ms@+k`: median |estimate - truth| when the mel is moved k columns late (k = KNOWN_SHIFT).
+- `val/offset_error_ms@+k`: median |estimate - truth| when the mel is moved k columns late (k = KNOWN_SHIFT);
+- `val/onset_r`: correlation of the onset head with the sound's rise per column (with the head).
 """
 
 from __future__ import annotations
@@ -47,18 +49,19 @@ class SyncEncoderStage(StageModule):
         super().__init__(preset, train_cfg, seed, train_size)
         self.model = SyncEncoder(preset)
         self._val: list[torch.Tensor] = []
+        self._onsets: list[torch.Tensor] = []
 
     def trainable(self) -> torch.nn.Module:
         return self.model
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.model.offset_loss(batch["sync_frames"], batch["mel"], self.step_generator("cpu"))
+        loss = self.model.loss(batch["sync_frames"], batch["mel"], self.step_generator("cpu"))
         self.batches_seen += 1
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val = []
+        self._val, self._onsets = [], []
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         m = self.model
@@ -68,6 +71,9 @@ class SyncEncoderStage(StageModule):
         aligned = m.estimate_offset(batch["sync_frames"], batch["mel"])
         hit = (scores.argmax(dim=1) == m.cfg.max_shift_columns).float()
         self._val.append(torch.stack([hit, aligned.float(), late.float()], dim=1).cpu())
+        if m.onset is not None:  # the onset head's predictions and targets between the edge margins
+            self._onsets.append(torch.stack([m.onset_logits(video)[:, m.lo:m.hi].flatten(),
+                                             m.onset_target(batch["mel"])[:, m.lo:m.hi].flatten()]).float().cpu())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:
@@ -78,7 +84,10 @@ class SyncEncoderStage(StageModule):
         self.log("val/offset_ms", v[:, 1].abs().median() * 1000.0)
         self.log(f"val/offset_error_ms@+{KNOWN_SHIFT}", (v[:, 2] - truth).abs().median() * 1000.0)
         self.log("val/clips", float(len(v)))
-        self._val = []
+        if self._onsets:  # correlation of the onset head with the sound's rise on held-out clips
+            o = torch.cat(self._onsets, dim=1)
+            self.log("val/onset_r", float(torch.corrcoef(o)[0, 1].nan_to_num(0.0)))
+        self._val, self._onsets = [], []
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
