@@ -153,6 +153,19 @@ def test_export_needs_the_vae_and_ldm_stages(tmp_path):
         export(run, tmp_path / "model")
 
 
+def test_a_runs_sync_encoder_sets_the_stream_of_av_and_vae_trained_without_it(tmp_path):
+    """Fine-tuning a model without the stream: its av and vae (stream off) beside a sync encoder pre-encode
+    with the encoder's stream, so the store and the ldm trained from it have it."""
+    run = tmp_path / "run"
+    plain = dataclasses.replace(TINY, sync_stream=preset("paper").sync_stream)
+    _fake_run(run, vocoder=False, p=plain)
+    assert not load_encoders(run)[2].sync_stream.enabled
+    enc = _fresh("sync_encoder", 5, TINY)
+    save_weights(run / "sync_encoder" / "weights.safetensors", enc.state_dict(), "sync_encoder", TINY)
+    _, _, p, _ = load_encoders(run)
+    assert p.sync_stream == TINY.sync_stream and p.vae.scaling_factor == 0.731
+
+
 def test_stages_of_different_presets_do_not_merge():
     other = dataclasses.replace(TINY, vae=dataclasses.replace(TINY.vae, scaling_factor=2.0))
     with pytest.raises(Action2SoundError, match="VAE config"):
