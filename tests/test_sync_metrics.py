@@ -153,3 +153,36 @@ def test_sync_offsets_of_an_exact_and_a_shifted_copy():
     at16k = [resample(w, p.audio.sample_rate, 16_000) for w in late]
     again = bm.sync_offsets_s(enc, frames, at16k, 16_000)
     assert abs(np.median(again) - np.median(shifted)) < 0.3 * enc.period
+
+
+# ------------------------------------------------------------------------------------------- stream probe
+def _probe_clips(n: int = 80, w: int = 20, seed: int = 0):
+    """Latents with a loud burst in one random column per clip (its rise is known), 10 long videos."""
+    rng = np.random.default_rng(seed)
+    latents = rng.normal(0, 0.1, (n, 4, 5, w))
+    onset = rng.integers(2, w - 2, n)
+    for i, j in enumerate(onset):
+        latents[i, :, :, j:] *= 8.0
+    return latents, onset, np.arange(n) % 10
+
+
+def test_stream_probe_finds_a_stream_that_marks_the_onset_and_not_one_that_does_not():
+    from action2sound.evaluation.stream_probe import column_rise, probe_stream
+
+    latents, onset, videos = _probe_clips()
+    rise = column_rise(latents)
+    assert (rise.argmax(axis=1) == onset).all()
+    n, w = rise.shape
+    marks = np.zeros((n, w, 4))
+    marks[np.arange(n), onset, 0] = 1.0  # the stream says "here" in the onset's column
+    marks[..., 1] = 0.5
+    good = probe_stream(marks, latents, videos)
+    assert good.own_r > 0.6 and abs(good.other_r) < 0.2, good
+    assert good.train_clips + good.test_clips == n and good.test_clips > 0
+    # A stream that only knows the column's position (the same for every clip) scores nothing.
+    position = np.broadcast_to(np.eye(w)[None, :, :4] + 0.1, (n, w, 4))
+    assert abs(probe_stream(position, latents, videos).own_r) < 0.2
+    noise = np.random.default_rng(1).normal(size=(n, w, 4))
+    assert abs(probe_stream(noise, latents, videos).own_r) < 0.2
+    with pytest.raises(ValueError, match="4 long videos"):
+        probe_stream(marks, latents, videos % 3)
