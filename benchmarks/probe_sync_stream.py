@@ -29,9 +29,7 @@ def main() -> None:
     if "sync_features" not in store.fields:
         raise SystemExit(f"{args.store}: this store has no sync_features; pre-encode with a model or run that "
                          "has a sync encoder")
-    n = len(store)
-    features = np.stack([store.get("sync_features", i) for i in range(n)])
-    latents = np.stack([store.get("latent_mean", i) for i in range(n)])
+    features, latents = store.column("sync_features"), store.column("latent_mean")
     videos = np.array([c.video_id for c in store.table])
     try:
         res = probe_stream(features, latents, videos, seed=args.seed)

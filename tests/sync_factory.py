@@ -37,9 +37,10 @@ def toy_clips(p, n: int, seed: int, delay_s: float = 0.0) -> tuple[torch.Tensor,
     return torch.from_numpy(frames), torch.from_numpy(np.stack([wave_to_mel(w, p.audio) for w in waves]))
 
 
-@functools.lru_cache(maxsize=1)
-def trained_toy_encoder(steps: int = 60) -> tuple[SyncEncoder, np.ndarray]:
-    """A tiny-preset sync encoder trained `steps` steps on 48 toy clips (seconds on a CPU), and its losses."""
+@functools.lru_cache(maxsize=2)
+def trained_toy_encoder(steps: int = 60, onsets: bool = False) -> tuple[SyncEncoder, np.ndarray]:
+    """A tiny-preset sync encoder trained `steps` steps on 48 toy clips (seconds on a CPU), and its losses:
+    offset contrast alone, or with `onsets` the stage's whole objective (SyncEncoder.loss, with the onset head)."""
     p = preset("tiny")
     frames, mel = toy_clips(p, 48, seed=0)
     with torch.random.fork_rng(devices=[]):
@@ -50,7 +51,7 @@ def trained_toy_encoder(steps: int = 60) -> tuple[SyncEncoder, np.ndarray]:
     losses = []
     for _ in range(steps):
         idx = torch.randint(0, len(frames), (8,), generator=g)
-        loss = enc.offset_loss(frames[idx], mel[idx], g)
+        loss = (enc.loss if onsets else enc.offset_loss)(frames[idx], mel[idx], g)
         opt.zero_grad()
         loss.backward()
         opt.step()

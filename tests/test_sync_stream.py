@@ -118,19 +118,7 @@ def test_onset_target_marks_the_column_where_the_sound_rises():
 def test_onset_head_learns_when_on_toy_clips_and_follows_a_shift():
     p = preset("tiny")
     assert p.sync_stream.onset_weight > 0
-    frames, mel = toy_clips(p, 48, seed=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        enc = SyncEncoder(p)
-    opt = torch.optim.AdamW(enc.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(80):
-        idx = torch.randint(0, len(frames), (8,), generator=g)
-        loss = enc.loss(frames[idx], mel[idx], g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    enc.eval()
+    enc, _ = trained_toy_encoder(80, onsets=True)
     test_frames, test_mel = toy_clips(p, 16, seed=7)  # held out
     with torch.no_grad():
         logits = enc.onset_logits(enc.video_features(test_frames))[:, enc.lo:enc.hi]

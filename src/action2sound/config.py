@@ -238,7 +238,7 @@ class SyncStreamConfig:
     # predict how much the clip's sound rises in each column. 0: no head (encoders saved before it existed).
     # Measured on benchmark v2 windows: the offset contrast alone left features from which a linear probe
     # predicted the sound's rise no better on a clip's own columns than on another clip's (r 0.007 vs
-    # -0.000, held-out videos), while the raw motion numbers reached r 0.15: the contrast did not keep *when*.
+    # -0.014, held-out videos, benchmarks/probe_sync_stream.py), while the raw motion numbers reached r 0.15: the contrast did not keep *when*.
     onset_weight: float = 0.0
 
 

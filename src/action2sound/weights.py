@@ -274,7 +274,7 @@ def load_encoders(path: str | os.PathLike, device: str | torch.device = "cpu"
     sync_file = _stage_weights(path, "sync_encoder")
     if sync_file is not None:
         # The run's sync encoder decides the stream, so that av and vae weights trained (or exported) without
-        # it can pre-encode a store for an ldm with it (scripts/default_model.sh fine-tunes a model that way).
+        # it can pre-encode a store for an ldm with it (`train ldm --init` then widens the old ldm).
         preset = dataclasses.replace(preset, sync_stream=read_weights_preset(sync_file, "sync_encoder").sync_stream)
     return av, vae, preset, {"av": file_sha256(av_file), "vae": file_sha256(vae_file)}
 

@@ -99,6 +99,11 @@ def interpolation_matrix(source: np.ndarray, target: np.ndarray) -> torch.Tensor
     return torch.from_numpy(m).float()
 
 
+def rise(x: torch.Tensor) -> torch.Tensor:
+    """How much x grows from each step to the next along its last axis (0 where it falls; 0 at the first)."""
+    return F.pad(torch.relu(x[..., 1:] - x[..., :-1]), (1, 0))
+
+
 # ================================================================================================ encoder
 class VideoSyncBranch(nn.Module):
     """uint8 frames [B, N, S, S, 3] -> per-frame features [B, N, D_s]: how the picture moves, cell by cell of a
@@ -190,8 +195,7 @@ class AudioSyncBranch(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """mel [B, n_mels, frames] in [0, 1] -> [B, frames // downsample, D_s]."""
-        rise = F.pad(torch.relu(mel[:, :, 1:] - mel[:, :, :-1]), (1, 0))  # onsets are rises
-        h = self.frames(torch.cat([mel, rise], dim=1))  # [B, w, frames]
+        h = self.frames(torch.cat([mel, rise(mel)], dim=1))  # [B, w, frames]: onsets are rises
         # Max over each column's mel frames: an onset anywhere in the column counts, on the VAE's own grid.
         h = F.max_pool1d(h, self.downsample, self.downsample)  # [B, w, W]
         return self.columns(h).transpose(1, 2)
@@ -292,10 +296,9 @@ class SyncEncoder(nn.Module):
         clip's largest plus 0.05: relative, so that a soft contact in a quiet room counts as a loud one in a
         loud room, and a clip with no rise at all (steady ambient) has no onsets.
         """
-        level = mel.mean(dim=1)  # [B, frames]
-        rise = F.pad(torch.relu(level[:, 1:] - level[:, :-1]), (1, 0))
         ds = self.audio.downsample
-        per_column = F.max_pool1d(rise[:, : self.columns * ds].unsqueeze(1), ds, ds).squeeze(1)  # [B, W]
+        up = rise(mel.mean(dim=1))[:, : self.columns * ds]  # [B, frames] of the mean mel
+        per_column = F.max_pool1d(up.unsqueeze(1), ds, ds).squeeze(1)  # [B, W]
         return per_column / (per_column.amax(dim=1, keepdim=True) + 0.05)
 
     def onset_logits(self, video: torch.Tensor) -> torch.Tensor:

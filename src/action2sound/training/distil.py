@@ -140,8 +140,7 @@ def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 
     (`fast_vocoder.safetensors`, its shape replaces `cfg`) instead of random ones; `vae_dir`: see `prepare`."""
     out.mkdir(parents=True, exist_ok=True)
     start = load_fast_vocoder(init).train() if init is not None else None
-    if start is not None:
-        cfg = start.cfg
+    cfg = start.cfg if start is not None else cfg
     data = prepare(recordings(folders, exclude), out, vae_dir=vae_dir)
     mels, waves = torch.from_numpy(data["mels"]), torch.from_numpy(data["waves"])
     n, _, frames = mels.shape
