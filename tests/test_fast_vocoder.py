@@ -181,3 +181,46 @@ def test_distillation_adds_vae_smoothed_mels_and_starts_from_given_weights(tmp_p
                                                   load_fast_vocoder(start).state_dict().values()))  # lr 0
     with pytest.raises(Action2SoundError, match="another --vae"):
         distil([sounds], tmp_path / "run", steps=2, init=start, **kw)
+
+
+def test_spectrogram_discriminator_sees_magnitudes_on_its_frame_grid():
+    from action2sound.models.vocoder import MultiResolutionDiscriminator
+
+    torch.manual_seed(0)
+    disc = MultiResolutionDiscriminator(resolutions=((256, 64), (512, 128)), channels=4)
+    wave = torch.randn(2, 64 * 40, generator=torch.Generator().manual_seed(0))
+    logits, feats = disc(wave)
+    assert [f[-1].shape[2] for f in feats] == [41, 21]  # one row per STFT frame (centred frames)
+    flipped, _ = disc(-wave)  # a magnitude discriminator cannot tell a wave from its negation ...
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(logits, flipped))
+    quiet, _ = disc(0.1 * wave)  # ... but does see its level
+    assert not torch.allclose(logits[0], quiet[0], atol=1e-3)
+
+
+def test_adversarial_distillation_reaches_the_student_and_resumes_exactly(tmp_path, monkeypatch):
+    import action2sound.training.distil as distil_module
+
+    sounds = _recordings(tmp_path / "sounds")
+    kw = dict(batch_size=2, crop_frames=16, save_every=1, cfg=TINY, adv_batch=2)
+    plain = load_fast_vocoder(distil([sounds], tmp_path / "plain", steps=2, **kw)).state_dict()
+    whole_path = distil([sounds], tmp_path / "whole", steps=3, adversarial=0.5, **kw)
+    two = load_fast_vocoder(distil([sounds], tmp_path / "two", steps=2, adversarial=0.5, **kw)).state_dict()
+    # Same seed, same crops: only the discriminator's terms can make the two runs' students differ.
+    assert not all(torch.equal(plain[k], two[k]) for k in plain)
+    log = (tmp_path / "whole" / "log.tsv").read_text().splitlines()
+    assert all(float(line.split("\t")[4]) > 0 and float(line.split("\t")[5]) > 0 for line in log)
+
+    def killed_after_two(model, path, steps):
+        save_fast_vocoder(model, path, steps)
+        if steps == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(distil_module, "save_fast_vocoder", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        distil([sounds], tmp_path / "cut", steps=3, adversarial=0.5, **kw)
+    monkeypatch.undo()
+    resumed = distil([sounds], tmp_path / "cut", steps=3, adversarial=0.5, **kw)
+    a, b = load_fast_vocoder(whole_path).state_dict(), load_fast_vocoder(resumed).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(Action2SoundError, match="--adversarial"):  # a plain run's checkpoint is not resumed as one
+        distil([sounds], tmp_path / "plain", steps=3, adversarial=0.5, **kw)

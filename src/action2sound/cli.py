@@ -137,7 +137,8 @@ def _cmd_distil_vocoder(args: argparse.Namespace) -> None:
 
     print(distil([Path(f) for f in args.sounds], Path(args.out), steps=args.steps, batch_size=args.batch_size,
                  exclude=set(args.exclude), seed=args.seed, lr=args.lr,
-                 vae_dir=Path(args.vae) if args.vae else None, init=Path(args.init) if args.init else None))
+                 vae_dir=Path(args.vae) if args.vae else None, init=Path(args.init) if args.init else None,
+                 adversarial=args.adversarial))
 
 
 def _cmd_preencode(args: argparse.Namespace) -> None:
@@ -218,6 +219,9 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
                                  "window's mel after its VAE, the smoothed mels generation gives the vocoder")
     p.add_argument("--init", help="start from these fast vocoder weights (fine-tune) instead of random ones")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    p.add_argument("--adversarial", type=float, default=0.0, metavar="W",
+                   help="add a multi-resolution spectrogram discriminator, its terms weighted W (e.g. 0.1 for a "
+                        "fine-tune with --init; default 0: distillation losses only; ~3x the time per step)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_distil_vocoder)
 

@@ -242,6 +242,51 @@ class HifiGanDiscriminator(nn.Module):
         return lp + ls, fp + fs
 
 
+class SpectrogramDiscriminator(nn.Module):
+    """2-D convs over one resolution's compressed STFT magnitude (|X|^0.3, [B, 1, frames, bins]), strided along
+    frequency: it sees each band's level and texture, so noise in a band that should be quiet is evidence."""
+
+    def __init__(self, n_fft: int, hop: int, channels: int = 16):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        c = channels
+        # (in, out, kernel (time, freq), stride (time, freq))
+        spec = [(1, c, (3, 9), (1, 2)), (c, c, (3, 9), (1, 2)), (c, c, (3, 9), (1, 2)), (c, c, (3, 3), (1, 1))]
+        self.convs = nn.ModuleList(weight_norm(nn.Conv2d(i, o, k, s, padding=(k[0] // 2, k[1] // 2)))
+                                   for i, o, k, s in spec)
+        self.post = weight_norm(nn.Conv2d(c, 1, (3, 3), 1, padding=1))
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """wave [B, 1, T] -> (logits [B, N], feature maps)."""
+        spec = torch.stft(wave.squeeze(1).float(), self.n_fft, self.hop, window=self.window, return_complex=True)
+        x = (spec.abs() + 1e-7).pow(0.3).transpose(1, 2).unsqueeze(1)  # [B, 1, frames, bins]
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), _LRELU)
+            feats.append(x)
+        x = self.post(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class MultiResolutionDiscriminator(nn.Module):
+    """One SpectrogramDiscriminator per STFT resolution (UnivNet's multi-resolution spectrogram discriminator,
+    Jang et al. 2021, which Vocos also uses); `training.distil`'s adversarial term."""
+
+    def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (2048, 512)),
+                 channels: int = 16):
+        super().__init__()
+        self.discriminators = nn.ModuleList(SpectrogramDiscriminator(n, h, channels) for n, h in resolutions)
+
+    def forward(self, wave: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """wave [B, T] or [B, 1, T] -> (logits per resolution, feature maps per resolution)."""
+        if wave.ndim == 2:
+            wave = wave.unsqueeze(1)
+        outs = [d(wave) for d in self.discriminators]
+        return [o for o, _ in outs], [f for _, f in outs]
+
+
 # ---------------------------------------------------------------------------------------------- losses
 
 def discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:

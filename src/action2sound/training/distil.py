@@ -5,7 +5,10 @@
    through the unchanged universal HiFi-GAN, whose output is the target (the student learns the teacher's
    function, not the recordings). Written once to `teacher.npz` in the run folder (resumable: kept if there).
 2. `distil`: random crops of `crop_frames` frames, loss = multi-resolution STFT distance (spectral convergence
-   + log-magnitude L1, FFT sizes 256-2048) + L1 between log mels, AdamW with warm-up and cosine decay.
+   + log-magnitude L1, FFT sizes 256-2048) + L1 between log mels, AdamW with warm-up and cosine decay. With
+   `adversarial` > 0, a multi-resolution spectrogram discriminator (`models.vocoder`) learns to tell the
+   teacher's waves from the student's, and the student's loss adds `adversarial` x (LSGAN term + 2 x feature
+   matching), on the first `adv_batch` crops of each batch (the discriminator is most of a step's cost).
    A checkpoint (`checkpoint.pt`: weights, optimiser, step, generator state) is written atomically every
    `save_every` steps and read back on restart, so a killed run continues where it stopped.
 3. The weights go to `fast_vocoder.safetensors` (config in its metadata); `models.fast_vocoder.load_fast_vocoder`
@@ -30,6 +33,8 @@ from ..errors import Action2SoundError
 from ..media import AUDIO_EXTENSIONS
 from ..mel import MelTransform, crop_frames, mel_to_vocoder_input, wave_to_mel
 from ..models.fast_vocoder import WEIGHTS, FastVocoder, FastVocoderConfig, load_fast_vocoder, save_fast_vocoder
+from ..models.vocoder import (MultiResolutionDiscriminator, discriminator_loss, feature_matching_loss,
+                              generator_adversarial_loss)
 
 TEACHER = "teacher.npz"
 CHECKPOINT = "checkpoint.pt"
@@ -135,9 +140,10 @@ def _atomic_save(obj, path: Path) -> None:
 def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 16, crop_frames: int = 80,
            lr: float = 5e-4, warmup: int = 200, save_every: int = 250, seed: int = 0, exclude: set[str] = frozenset(),
            cfg: FastVocoderConfig = FastVocoderConfig(), mel_weight: float = 0.5, vae_dir: Path | None = None,
-           init: Path | None = None) -> Path:
+           init: Path | None = None, adversarial: float = 0.0, adv_batch: int = 8) -> Path:
     """Train (or resume) a FastVocoder in `out`; returns the weights' path. `init`: start from these weights
-    (`fast_vocoder.safetensors`, its shape replaces `cfg`) instead of random ones; `vae_dir`: see `prepare`."""
+    (`fast_vocoder.safetensors`, its shape replaces `cfg`) instead of random ones; `vae_dir`: see `prepare`;
+    `adversarial`: weight of the discriminator's terms (0: none)."""
     out.mkdir(parents=True, exist_ok=True)
     start = load_fast_vocoder(init).train() if init is not None else None
     cfg = start.cfg if start is not None else cfg
@@ -157,6 +163,13 @@ def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup)))) * 0.95 + 0.05
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    disc = opt_d = sched_d = None
+    if adversarial > 0:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + 1)
+            disc = MultiResolutionDiscriminator()
+        opt_d = torch.optim.AdamW(disc.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
+        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
     gen = torch.Generator().manual_seed(seed)
     step = 0
     ckpt_path = out / CHECKPOINT
@@ -169,10 +182,18 @@ def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 
         sched.load_state_dict(ckpt["sched"])
         gen.set_state(ckpt["gen"])
         step = ckpt["step"]
+        if (disc is not None) != ("disc" in ckpt):
+            raise Action2SoundError(f"{ckpt_path}: written by a run {'without' if disc is not None else 'with'} "
+                                    "--adversarial; resume it as it was started, or use a new --out")
+        if disc is not None:
+            disc.load_state_dict(ckpt["disc"])
+            opt_d.load_state_dict(ckpt["opt_d"])
+            sched_d.load_state_dict(ckpt["sched_d"])
     (out / "settings.json").write_text(json.dumps({
         "folders": [str(f) for f in folders], "windows": n, "steps": steps, "batch_size": batch_size,
         "crop_frames": crop, "lr": lr, "warmup": warmup, "seed": seed, "config": cfg.to_dict(),
-        "excluded": sorted(exclude), "mel_weight": mel_weight, "vae": str(vae_dir or ""), "init": str(init or "")},
+        "excluded": sorted(exclude), "mel_weight": mel_weight, "vae": str(vae_dir or ""), "init": str(init or ""),
+        "adversarial": adversarial, "adv_batch": adv_batch},
         indent=1))
     mel_fn = MelTransform(UNIVERSAL22K_AUDIO, normalised=False)
     log = (out / "log.tsv").open("a")
@@ -188,6 +209,24 @@ def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 
         l_stft = stft_loss(pred, y)
         l_mel = F.l1_loss(mel_fn(pred), mel_fn(y))
         loss = l_stft + mel_weight * l_mel
+        l_d = l_adv = torch.zeros(())
+        if disc is not None:
+            real, fake = y[:adv_batch], pred[:adv_batch]
+            # The discriminator: teacher vs student, no gradient into the student.
+            logits_real, _ = disc(real)
+            logits_fake, _ = disc(fake.detach())
+            l_d = discriminator_loss(logits_real, logits_fake)
+            opt_d.zero_grad(set_to_none=True)
+            l_d.backward()
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), 10.0)
+            opt_d.step()
+            sched_d.step()
+            # The student: fool the updated discriminator and match its features on the teacher's wave.
+            logits_fake, feats_fake = disc(fake)
+            with torch.no_grad():
+                _, feats_real = disc(real)
+            l_adv = generator_adversarial_loss(logits_fake) + 2.0 * feature_matching_loss(feats_real, feats_fake)
+            loss = loss + adversarial * l_adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -195,13 +234,18 @@ def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 
         sched.step()
         step += 1
         bar.update(1)
-        bar.set_postfix(stft=f"{l_stft.item():.3f}", mel=f"{l_mel.item():.3f}")
-        log.write(f"{step}\t{l_stft.item():.5f}\t{l_mel.item():.5f}\t{time.perf_counter() - t_last:.3f}\n")
+        bar.set_postfix(stft=f"{l_stft.item():.3f}", mel=f"{l_mel.item():.3f}",
+                        **({"d": f"{l_d.item():.3f}", "adv": f"{l_adv.item():.3f}"} if disc is not None else {}))
+        log.write(f"{step}\t{l_stft.item():.5f}\t{l_mel.item():.5f}\t{time.perf_counter() - t_last:.3f}"
+                  f"\t{l_d.item():.5f}\t{l_adv.item():.5f}\n")
         t_last = time.perf_counter()
         if step % save_every == 0 or step == steps:
             log.flush()
-            _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                          "gen": gen.get_state(), "step": step, "config": cfg.to_dict()}, ckpt_path)
+            state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                     "gen": gen.get_state(), "step": step, "config": cfg.to_dict()}
+            if disc is not None:
+                state |= {"disc": disc.state_dict(), "opt_d": opt_d.state_dict(), "sched_d": sched_d.state_dict()}
+            _atomic_save(state, ckpt_path)
             save_fast_vocoder(model, out / WEIGHTS, step)
     bar.close()
     log.close()
