@@ -10,6 +10,12 @@ Trains the sync stream's encoder (training/sync_encoder.py, offset contrast) on 
 For each delay: the median |estimate - delay| (ms), the share within half a column and within one column, and
 for delay 0 the DeSync-like median |offset|. Clips with no visible contact in the centre crop carry no timing;
 they are reported apart (`with contacts` / all).
+
+With an onset head (sync_stream.onset_weight > 0), also how well the video alone says when the action sounds:
+per latent column between the edge margins, the correlation of the head's logit with the rise of the
+episode's action track (`onset_r_action`) and of the clip's mixture (`onset_r_mix`), and the average precision
+of the logits for the columns where the action track rises by more than half its clip's largest rise
+(`onset_ap_action`, beside `onset_base_rate`, the AP of a guess).
 """
 
 from __future__ import annotations
@@ -114,6 +120,32 @@ def main() -> None:
         "train_wall_s": train_wall})
 
 
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """AP of ranking by `scores` for boolean `positive` (mean precision at each positive's rank)."""
+    hits = positive[np.argsort(-scores, kind="stable")]
+    precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
+    return float((precision * hits).sum() / max(1, hits.sum()))
+
+
+def onset_reading(enc, p, test_t, test, bench: Path) -> dict:
+    """How well the onset head, from the video alone, finds the columns where the action track rises."""
+    from action2sound import media
+    from action2sound.mel import fit_wave, wave_to_mel
+
+    a = p.audio
+    action = torch.from_numpy(np.stack([wave_to_mel(fit_wave(media.read_audio(
+        str(bench / "episodes" / f"{c.video_id}.action.wav"), c.video_start, c.duration, a.sample_rate), a), a)
+        for c in test_t]))
+    with torch.no_grad():
+        logits = enc.onset_logits(enc.video_features(test["sync_frames"]))[:, enc.lo:enc.hi].flatten()
+        rise_action = enc.onset_target(action)[:, enc.lo:enc.hi].flatten()
+        rise_mix = enc.onset_target(test["mel"])[:, enc.lo:enc.hi].flatten()
+    positive = (rise_action > 0.5).numpy()
+    return {"onset_r_action": float(np.corrcoef(logits, rise_action)[0, 1]),
+            "onset_r_mix": float(np.corrcoef(logits, rise_mix)[0, 1]),
+            "onset_ap_action": average_precision(logits.numpy(), positive), "onset_base_rate": float(positive.mean())}
+
+
 def measure(args, p, enc, test_t, test, results: dict) -> None:
     """Delay the held-out clips' audio by each of DELAYS_S and report how well the encoder finds the delay."""
     period = enc.period
@@ -140,6 +172,8 @@ def measure(args, p, enc, test_t, test, results: dict) -> None:
             if d == 0.0:
                 row["desync_median_abs_offset_ms"] = median_abs_offset_ms(est[informative])
             results["delays"][f"{d:+.1f}"] = row
+    if enc.onset is not None:
+        results.update(onset_reading(enc, p, test_t, test, args.bench))
     results["measure_cpu_s"] = time.process_time() - t2
     text = json.dumps(results, indent=1)
     print(text)

@@ -383,3 +383,43 @@ def test_train_sync_encoder_stage_then_export_and_load(bench, tmp_path):
     out2 = export(run, tmp_path / "model2", fp16=False)
     assert "sync_encoder" not in json.loads((out2 / "model.json").read_text())["files"]
     assert load_model_dir(out2).sync_encoder is None and load_sync_encoder(out2) == (None, None)
+
+
+def test_the_onset_target_comes_from_the_action_track_beside_the_video(bench, tmp_path):
+    from action2sound import media
+    from action2sound.data.manifest import Clip
+    from action2sound.data.store import action_track, decode_clip
+    from action2sound.mel import fit_wave, wave_to_mel
+
+    p = preset("tiny")
+    uid = sorted(f.stem for f in (bench / "episodes").glob("*.mp4"))[0]
+    link = tmp_path / "videos" / f"{uid}.mp4"  # as scripts/default_model.sh links the episodes
+    link.parent.mkdir()
+    link.symlink_to((bench / "episodes" / f"{uid}.mp4").resolve())
+    assert action_track(link) == (bench / "episodes" / f"{uid}.action.wav").resolve()
+    clip = Clip(f"{uid}_w", uid, str(link), 2.0, 2.0 + p.audio.duration, 2.0, 2.0 + p.audio.duration)
+    got = decode_clip(clip, p, frames=False, audio=True, onset_track=True)
+    track = media.read_audio(bench / "episodes" / f"{uid}.action.wav", 2.0, p.audio.duration, p.audio.sample_rate)
+    np.testing.assert_allclose(got["onset_mel"], wave_to_mel(fit_wave(track, p.audio), p.audio), atol=1e-6)
+    assert np.abs(got["onset_mel"] - got["mel"]).max() > 0.05  # the mixture holds ambient and off-screen sound
+
+    lone = tmp_path / "lone.mp4"  # no track beside it: the clip's own sound
+    lone.symlink_to(link.resolve().parent.parent / "clips" / uid / sorted(
+        f.name for f in (bench / "clips" / uid).glob("*.mp4"))[0])
+    assert action_track(lone) is None
+    got = decode_clip(dataclasses.replace(clip, media_path=str(lone), media_start=0.0, media_end=p.audio.duration,
+                                          video_start=0.0, video_end=p.audio.duration),
+                      p, frames=False, audio=True, onset_track=True)
+    assert got["onset_mel"] is got["mel"]
+
+
+def test_flips_keep_every_clip_one_of_its_four_mirror_images():
+    from action2sound.training.sync_encoder import flip_frames
+
+    frames = torch.randint(0, 255, (64, 3, 8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = flip_frames(frames, torch.Generator().manual_seed(1))
+    kinds = []
+    for a, b in zip(frames, out):
+        images = [a, a.flip(2), a.flip(1), a.flip(1).flip(2)]
+        kinds.append([i for i, m in enumerate(images) if torch.equal(m, b)][0])
+    assert set(kinds) == {0, 1, 2, 3}

@@ -78,10 +78,21 @@ def store_fields(preset: Preset, sync: bool = True) -> dict[str, tuple[tuple[int
 
 
 # ---------------------------------------------------------------------------------------------- decoding
+def action_track(media_path: str | os.PathLike) -> Path | None:
+    """The action-only sound of a video, where one lies beside it: `NAME.action.wav` next to `NAME.<ext>` (as
+    the benchmark writes its episodes; a symbolic link to the video is followed first), else None."""
+    path = Path(media_path).resolve()
+    track = path.with_name(path.stem + ".action.wav")
+    return track if track.is_file() else None
+
+
 def decode_clip(clip: Clip, preset: Preset, frames: bool = True, audio: bool = True,
-                sync: bool = False) -> dict[str, np.ndarray]:
+                sync: bool = False, onset_track: bool = False) -> dict[str, np.ndarray]:
     """One clip -> {"frames": uint8 [T, S, S, 3], "wave": float32 [num_samples], "mel": float32 [n_mels, padded],
-    "sync_frames": uint8 [N, s, s, 3] (with `sync`)}.
+    "sync_frames": uint8 [N, s, s, 3] (with `sync`), "onset_mel" (with `onset_track` and `audio`)}.
+
+    `onset_mel` is the mel of the same span of the video's action track (`action_track`) where it has one, else
+    the clip's own mel: what the sync encoder's onset head learns to find.
 
     Frames are spread over the clip (VideoConfig); the audio is the clip resampled to the profile's rate and
     fitted (cut / zero-padded on the right) to one model window; the sync stream's frames are read at
@@ -106,6 +117,10 @@ def decode_clip(clip: Clip, preset: Preset, frames: bool = True, audio: bool = T
         wave = fit_wave(media.read_audio(clip.media_path, clip.media_start, clip.duration, p.sample_rate), p)
         out["wave"] = wave
         out["mel"] = wave_to_mel(wave, p)
+        if onset_track:
+            track = action_track(clip.media_path)
+            out["onset_mel"] = out["mel"] if track is None else wave_to_mel(
+                fit_wave(media.read_audio(track, clip.media_start, clip.duration, p.sample_rate), p), p)
     return out
 
 
@@ -118,8 +133,9 @@ class ClipDataset(Dataset):
     """
 
     def __init__(self, table: ClipTable, preset: Preset, frames: bool = True, audio: bool = True,
-                 cache_bytes: int = 0, sync: bool = False):
+                 cache_bytes: int = 0, sync: bool = False, onset_track: bool = False):
         self.table, self.preset, self.frames, self.audio, self.sync = table, preset, frames, audio, sync
+        self.onset_track = onset_track
         codes: dict[str, int] = {}
         self.video_codes = np.array([codes.setdefault(c.video_id, len(codes)) for c in table], dtype=np.int64)
         # Decoded clips are kept (per process) until `cache_bytes` are used: a small training set, seen many
@@ -135,7 +151,7 @@ class ClipDataset(Dataset):
         i = item[0] if isinstance(item, tuple) else item
         decoded = self._cache.get(i)
         if decoded is None:
-            decoded = decode_clip(self.table[i], self.preset, self.frames, self.audio, self.sync)
+            decoded = decode_clip(self.table[i], self.preset, self.frames, self.audio, self.sync, self.onset_track)
             size = sum(a.nbytes for a in decoded.values())
             if self._cached_bytes + size <= self.cache_bytes:
                 self._cache[i] = decoded

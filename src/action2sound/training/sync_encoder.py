@@ -3,14 +3,17 @@
 Each clip is decoded at the sync stream's dense frame times (`sync_frame_times`, >= 15 fps) with its
 normalised mel; the loss asks the video of a randomly placed crop of latent columns to pick its own audio
 among the same clip's audio at other shifts (SyncEncoder.offset_loss), and, with sync_stream.onset_weight > 0,
-a linear head on the video's column features must predict where the sound rises (SyncEncoder.onset_loss).
-Randomness comes from the stage's per-batch generator, so a resumed run draws the same crops.
+a linear head on the video's column features must predict where the sound rises (SyncEncoder.onset_loss) —
+the sound of the video's action track where one lies beside it (`data.store.action_track`: the benchmark's
+episodes have one), else the clip's own. Frames are flipped left-right and up-down at random (timing does not
+change; the training set's few scenes stop being learnable by heart). Randomness comes from the stage's
+per-batch generator, so a resumed run draws the same crops and flips.
 
 Validation, on held-out clips (all measured by the same estimator that scores generated audio):
 - `val/shift_accuracy`: the true shift wins among the 2S + 1 of the centre crop;
 - `val/offset_ms`: median |estimated offset| of the aligned audio (ms; 0 is perfect);
 - `val/offset_error_ms@+k`: median |estimate - truth| when the mel is moved k columns late (k = KNOWN_SHIFT);
-- `val/onset_r`: correlation of the onset head with the sound's rise per column (with the head).
+- `val/onset_r`: correlation of the onset head with the rise of the onset target's sound per column.
 """
 
 from __future__ import annotations
@@ -28,8 +31,18 @@ KNOWN_SHIFT = 3  # columns the validation moves the audio by (279 ms for univers
 
 def sync_clip_dataset(table: ClipTable, preset: Preset, cache_bytes: int = 0) -> ClipDataset:
     """The clips as the sync encoder trains on them: item i -> {"index", "video_code", "sync_frames", "mel",
-    "wave"} (`decode_clip` with sync frames and audio, no tower frames), cached up to `cache_bytes`."""
-    return ClipDataset(table, preset, frames=False, audio=True, cache_bytes=cache_bytes, sync=True)
+    "wave", "onset_mel"} (`decode_clip` with sync frames, audio and the onset track, no tower frames), cached up
+    to `cache_bytes`."""
+    return ClipDataset(table, preset, frames=False, audio=True, cache_bytes=cache_bytes, sync=True,
+                       onset_track=True)
+
+
+def flip_frames(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Frames [B, N, S, S, 3], each clip flipped left-right and up-down with probability 1/2 each."""
+    b = frames.shape[0]
+    lr, ud = (torch.rand(b, generator=generator) < 0.5 for _ in range(2))
+    frames = torch.where(lr.to(frames.device)[:, None, None, None, None], frames.flip(3), frames)
+    return torch.where(ud.to(frames.device)[:, None, None, None, None], frames.flip(2), frames)
 
 
 def delay_mel(mel: torch.Tensor, columns: int, downsample: int) -> torch.Tensor:
@@ -55,7 +68,8 @@ class SyncEncoderStage(StageModule):
         return self.model
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.model.loss(batch["sync_frames"], batch["mel"], self.step_generator("cpu"))
+        g = self.step_generator("cpu")
+        loss = self.model.loss(flip_frames(batch["sync_frames"], g), batch["mel"], g, onset_mel=batch["onset_mel"])
         self.batches_seen += 1
         self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -73,7 +87,7 @@ class SyncEncoderStage(StageModule):
         self._val.append(torch.stack([hit, aligned.float(), late.float()], dim=1).cpu())
         if m.onset is not None:  # the onset head's predictions and targets between the edge margins
             self._onsets.append(torch.stack([m.onset_logits(video)[:, m.lo:m.hi].flatten(),
-                                             m.onset_target(batch["mel"])[:, m.lo:m.hi].flatten()]).float().cpu())
+                                             m.onset_target(batch["onset_mel"])[:, m.lo:m.hi].flatten()]).float().cpu())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:
