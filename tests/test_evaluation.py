@@ -355,7 +355,7 @@ def test_desync_judge_measures_every_output_and_the_reference_alike(env, tmp_pat
                   device="cpu", progress=False, limit=3, desync=str(judge))
     rep = evaluate(EvalSettings(out=str(tmp_path / "gt"), baseline="groundtruth", **common))
     records = [json.loads(line) for line in (rep.out / "records.jsonl").read_text().splitlines()]
-    assert all(abs(r["sync_offset_ms"]) <= reach_ms + 1e-6 for r in records)
+    assert all(abs(r["sync_offset_ms"]) <= reach_ms + 0.005 for r in records)  # records round to 0.01 ms
     by_clip = {}
     for r in records:
         by_clip.setdefault(r["clip_id"], []).append(r["sync_offset_ms"])
