@@ -263,18 +263,19 @@ def test_a_model_trained_without_the_stream_starts_a_fine_tune_with_it_unchanged
         stage.init_from(bad, "test")
 
 
-def test_the_embedded_default_model_still_builds_exactly_its_stored_weights():
+def test_the_embedded_default_model_builds_exactly_its_stored_weights_and_old_manifests_mean_no_stream():
     from safetensors import safe_open
 
     manifest = json.loads((DEFAULT_MODEL / "model.json").read_text())
-    assert "sync_stream" not in manifest["preset"]
     p = preset_from_dict(manifest["preset"])
-    assert not p.sync_stream.enabled  # a missing section means "off"
-    ldm = LatentDiffusion.from_preset(p)
-    with safe_open(str(DEFAULT_MODEL / manifest["files"]["ldm"]["file"]), "pt") as f:
-        stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    built = {k: tuple(v.shape) for k, v in ldm.state_dict().items()}
-    assert built == stored
+    assert p.sync_stream.enabled and "sync_encoder" in manifest["files"]  # the default carries the stream
+    for component, module in (("ldm", LatentDiffusion.from_preset(p)), ("sync_encoder", SyncEncoder(p))):
+        with safe_open(str(DEFAULT_MODEL / manifest["files"][component]["file"]), "pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == stored, component
+    # A model saved before the stream existed has no section: it is off, and its ldm builds without it.
+    old = {k: v for k, v in manifest["preset"].items() if k != "sync_stream"}
+    assert not preset_from_dict(old).sync_stream.enabled
 
 
 # ---------------------------------------------------------------------------------------------------- stage

@@ -330,7 +330,7 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-guidance", type=float, help="guidance weight of the video (default: the model's "
                                                         "guidance scale)")
     p.add_argument("--audio-guidance", type=float, help="guidance weight of the audio condition, the ambient dial "
-                                                        "(default 1: condition kept, not amplified)")
+                                                        "(default: the model's; 1 keeps the condition without amplifying it)")
     p.add_argument("--seed", type=int, help="noise seed (default 0); the same seed gives the same audio")
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
     p.add_argument("--sampler", choices=["dpm", "ddim", "release-dpm", "release-ddim"],

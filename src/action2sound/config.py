@@ -252,6 +252,10 @@ class DiffusionConfig:
     beta_schedule: str = "scaled_linear"  # betas = linspace(sqrt(start), sqrt(end))^2
     prediction_type: str = "epsilon"  # or "v_prediction"
     guidance_scale: float = 6.5
+    # The default weight of the audio condition's own guidance direction (`sampling.guided`; 1: none, the
+    # paper's setting). The embedded default model stores 3: fine-tuned with the sync stream, it let the video
+    # decide the ambient unless pushed towards its condition (control r 0.004 at 1, 0.861 at 3; docs/RESULTS.md).
+    audio_guidance_scale: float = 1.0
     p_drop_video: float = 0.2
     # The paper never drops the audio condition; tiny / small do, so their audio null is trained too.
     p_drop_audio: float = 0.0

@@ -82,7 +82,7 @@ class GenerateOptions:
             steps=d.sample_steps if self.steps is None else self.steps,
             sampler=d.sampler if self.sampler is None else self.sampler,
             video_guidance=d.guidance_scale if self.video_guidance is None else float(self.video_guidance),
-            audio_guidance=1.0 if self.audio_guidance is None else float(self.audio_guidance),
+            audio_guidance=d.audio_guidance_scale if self.audio_guidance is None else float(self.audio_guidance),
         )
         if o.steps > d.num_train_timesteps:
             raise _option_error("steps", o.steps, f"at most {d.num_train_timesteps} (the model's noise schedule "
