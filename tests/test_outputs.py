@@ -290,3 +290,21 @@ def test_progress_of_one_long_video_counts_its_windows(a2s, tmp_path, capsys):
     api.generate_files(a2s, [video], tmp_path / "out", ambient="none", steps=1, batch_size=1, overwrite=True)
     bar = capsys.readouterr().err
     assert "3/3" in bar and "window" in bar
+
+
+def test_the_model_sets_the_default_audio_guidance_and_an_option_overrides_it():
+    from action2sound.config import override, preset, preset_from_dict
+    from action2sound.options import GenerateOptions
+    from action2sound.weights import default_model_dir
+
+    small = preset("small")
+    assert GenerateOptions().resolved(small).audio_guidance == 1.0  # no audio guidance unless a model asks
+    tuned = override(small, ["diffusion.audio_guidance_scale=3"])
+    assert GenerateOptions().resolved(tuned).audio_guidance == 3.0
+    assert GenerateOptions(audio_guidance=1.5).resolved(tuned).audio_guidance == 1.5
+    # The embedded default model stores 3 (docs/RESULTS.md); a manifest without the field means 1.
+    manifest = json.loads((default_model_dir() / "model.json").read_text())
+    assert preset_from_dict(manifest["preset"]).diffusion.audio_guidance_scale == 3.0
+    old = json.loads(json.dumps(manifest["preset"]))
+    del old["diffusion"]["audio_guidance_scale"]
+    assert preset_from_dict(old).diffusion.audio_guidance_scale == 1.0
