@@ -57,6 +57,21 @@ def test_read_frames_uses_centres_of_equal_slices(tmp_path):
     np.testing.assert_allclose(media.clip_frame_times(0.3, 1.0, 8), targets)
 
 
+def test_several_sizes_from_one_pass_equal_separate_reads(tmp_path):
+    # The pipeline reads the tower's frames and the sync stream's dense small ones together: the same pictures
+    # as two reads, each set in its own order and size.
+    path = tmp_path / "both.mp4"
+    media.write_video(path, index_frames(60), fps=25)
+    tower = np.array([1.9, 0.1, 1.1, 0.6])
+    dense = np.linspace(0.0, 2.0, 43)[::-1]
+    got = media.read_frames_at_sizes(path, [(tower, 32), (dense, 16)])
+    np.testing.assert_array_equal(got[0], media.read_frames_at(path, tower, size=32))
+    np.testing.assert_array_equal(got[1], media.read_frames_at(path, dense, size=16))
+    np.testing.assert_array_equal(frame_index(got[1]), np.floor(dense * 25 + 1e-9).astype(int))
+    with pytest.raises(Action2SoundError, match="no frame times"):
+        media.read_frames_at_sizes(path, [(tower, 32), ([], 16)])
+
+
 def test_seek_then_decode_matches_the_timeline(tmp_path):
     # 8 s at 25 fps with B-frames and keyframes seconds apart: the seek lands on a keyframe before the
     # window and decoding runs forward to the wanted frames.

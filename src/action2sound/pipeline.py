@@ -244,15 +244,18 @@ class Pipeline:
             # saw them (media.clip_frame_times); frames past the video's end hold its last frame.
             times = np.concatenate([media.clip_frame_times(s / p.sample_rate, p.duration, v.num_frames)
                                     for s in chunk])
+            requests = [(times, v.size)]
+            if self.sync_encoder is not None:  # the stream's dense frames come from the same decoding pass
+                requests.append((self._sync_times(chunk), self.preset.sync_stream.size))
             with clock("read"):
-                frames = media.read_frames_at(path, times, size=v.size, resize=v.resize)  # [B*T, S, S, 3]
+                frames, *dense = media.read_frames_at_sizes(path, requests, resize=v.resize)  # [B*T, S, S, 3]
             with clock("video_tower"), self._autocast(opts):
                 frames = torch.from_numpy(frames).view(len(chunk), v.num_frames, v.size, v.size, 3).to(self.device)
                 tok, emb = self.av.encode_frames(frames)  # [B, T, D], [B, E]
                 tokens.append(tok.float())
                 embs.append(emb.cpu())
-            if self.sync_encoder is not None:
-                syncs.append(self._sync_features(path, chunk, clock, opts))
+                if dense:
+                    syncs.append(self._sync_features(dense[0], len(chunk)))
         # The query of a long video is its windows' mean direction: its ambient is the whole video's.
         query = torch.nn.functional.normalize(torch.cat(embs).mean(0), dim=0).numpy()
         g = torch.Generator("cpu").manual_seed(int(opts.seed))
@@ -264,22 +267,21 @@ class Pipeline:
                     latents=[None] * len(starts), conds=[None] * len(starts),
                     sync=torch.cat(syncs) if syncs else None)
 
-    def _sync_features(self, path: Path, chunk: Sequence[int], clock: _Clock, opts: GenerateOptions
-                       ) -> torch.Tensor:
-        """The sync stream of windows starting at output samples `chunk` -> column features [B, W, D_s].
+    def _sync_times(self, chunk: Sequence[int]) -> np.ndarray:
+        """The sync stream's frame times of windows starting at output samples `chunk` (s, concatenated).
 
-        Frames at each window's start + sync_frame_times, as the store read them for training; a video slower
-        than the stream's rate gives its nearest frames (media.read_frames_at), so the stream carries the
-        video's own rate; frames past its end hold its last frame.
+        Each window's start + sync_frame_times, as the store read them for training; a video slower than the
+        stream's rate gives its nearest frames (media.read_frames_at), so the stream carries the video's own
+        rate; frames past its end hold its last frame.
         """
-        p, size = self.preset, self.preset.sync_stream.size
-        rel = sync_frame_times(p)
-        times = np.concatenate([s / p.audio.sample_rate + rel for s in chunk])
-        with clock("read"):
-            frames = media.read_frames_at(path, times, size=size, resize=p.video.resize)  # [B*N, s, s, 3]
-        with clock("video_tower"), self._autocast(opts):
-            frames = torch.from_numpy(frames).view(len(chunk), len(rel), size, size, 3).to(self.device)
-            return self.sync_encoder.video_features(frames).float()
+        rel = sync_frame_times(self.preset)
+        return np.concatenate([s / self.preset.audio.sample_rate + rel for s in chunk])
+
+    def _sync_features(self, frames: np.ndarray, windows: int) -> torch.Tensor:
+        """Dense frames uint8 [B*N, s, s, 3] of B windows -> the stream's column features [B, W, D_s]."""
+        size = self.preset.sync_stream.size
+        frames = torch.from_numpy(frames).view(windows, -1, size, size, 3).to(self.device)
+        return self.sync_encoder.video_features(frames).float()
 
     # ------------------------------------------------------------------------------------------- step 3
     @property

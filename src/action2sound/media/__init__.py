@@ -37,6 +37,7 @@ from .read import (  # noqa: F401 - the package's public names, one import away
     read_audio_file,
     read_frames,
     read_frames_at,
+    read_frames_at_sizes,
     resample,
 )
 from .write import (  # noqa: F401 - the package's public names, one import away

@@ -52,11 +52,26 @@ def read_frames_at(
     resize: ResizeMode = "squash", return_times: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Frames shown at the given times (s) -> uint8 [N, size, size, 3] (and float64 [N] pts when asked)."""
+    (images,), picked = _frames_at(path, [(times, size)], resize)
+    return (images, picked) if return_times else images
+
+
+def read_frames_at_sizes(
+    path: str | os.PathLike, requests: Sequence[tuple[Sequence[float] | np.ndarray, int | None]],
+    resize: ResizeMode = "squash",
+) -> list[np.ndarray]:
+    """Several sets of times, each at its own size, from one decoding pass -> [uint8 [N_i, size_i, size_i, 3]]
+    (e.g. the video tower's frames and the sync stream's dense small ones: the video is decoded once)."""
+    return _frames_at(path, requests, resize)[0]
+
+
+def _frames_at(path, requests, resize: ResizeMode) -> tuple[list[np.ndarray], np.ndarray]:
     if resize not in RESIZE_MODES:
         raise Action2SoundError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    times = np.asarray(times, dtype=np.float64).reshape(-1)
-    if times.size == 0:
+    parts = [np.asarray(t, dtype=np.float64).reshape(-1) for t, _ in requests]
+    if any(t.size == 0 for t in parts):
         raise Action2SoundError(f"{os.fspath(path)}: no frame times were asked for; pass at least one time")
+    times = np.concatenate(parts)
     order = np.argsort(times, kind="stable")
     t_sorted = times[order]
     for margin in _SEEK_MARGINS_S:
@@ -64,17 +79,23 @@ def read_frames_at(
         if chosen is not None:
             break
     frames, rotation, pts = chosen
-    cache: dict[int, np.ndarray] = {}
-    out = [None] * times.size
+    shown = [None] * times.size  # the decoded frame shown at each asked time, in the order asked
     for rank, i in enumerate(order):
-        f = frames[rank]
-        if id(f) not in cache:
-            cache[id(f)] = _to_image(f, size, resize, rotation)
-        out[i] = cache[id(f)]
-    images = np.stack(out)
+        shown[i] = frames[rank]
+    cache: dict[tuple[int, int | None], np.ndarray] = {}  # a frame converted once per size
+    out, first = [], 0
+    for part, (_, size) in zip(parts, requests):
+        images = []
+        for f in shown[first:first + part.size]:
+            key = (id(f), size)
+            if key not in cache:
+                cache[key] = _to_image(f, size, resize, rotation)
+            images.append(cache[key])
+        out.append(np.stack(images))
+        first += part.size
     picked = np.empty(times.size)
     picked[order] = pts
-    return (images, picked) if return_times else images
+    return out, picked[: parts[0].size]
 
 
 def _pick_frames(path, t_sorted: np.ndarray, margin: float | None):
