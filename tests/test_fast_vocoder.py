@@ -60,6 +60,13 @@ def _recordings(folder, seconds=(4.0, 3.5)):
     return folder
 
 
+def _killed_after_two(model, path, steps):
+    """save_fast_vocoder that stops the run after its second step's save, as a kill would."""
+    save_fast_vocoder(model, path, steps)
+    if steps == 2:
+        raise KeyboardInterrupt
+
+
 def test_distillation_resumes_where_it_stopped(tmp_path, monkeypatch):
     import action2sound.training.distil as distil_module
 
@@ -67,12 +74,7 @@ def test_distillation_resumes_where_it_stopped(tmp_path, monkeypatch):
     kw = dict(batch_size=2, crop_frames=16, save_every=1, cfg=TINY)
     whole = distil([sounds], tmp_path / "whole", steps=4, **kw)
 
-    def killed_after_two(model, path, steps):
-        save_fast_vocoder(model, path, steps)
-        if steps == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(distil_module, "save_fast_vocoder", killed_after_two)
+    monkeypatch.setattr(distil_module, "save_fast_vocoder", _killed_after_two)
     with pytest.raises(KeyboardInterrupt):  # a run killed after 2 of its 4 steps ...
         distil([sounds], tmp_path / "cut", steps=4, **kw)
     monkeypatch.undo()
@@ -210,12 +212,7 @@ def test_adversarial_distillation_reaches_the_student_and_resumes_exactly(tmp_pa
     log = (tmp_path / "whole" / "log.tsv").read_text().splitlines()
     assert all(float(line.split("\t")[4]) > 0 and float(line.split("\t")[5]) > 0 for line in log)
 
-    def killed_after_two(model, path, steps):
-        save_fast_vocoder(model, path, steps)
-        if steps == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(distil_module, "save_fast_vocoder", killed_after_two)
+    monkeypatch.setattr(distil_module, "save_fast_vocoder", _killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         distil([sounds], tmp_path / "cut", steps=3, adversarial=0.5, **kw)
     monkeypatch.undo()

@@ -137,6 +137,24 @@ def _width(channels: int, width: float, groups: int = 1) -> int:
     return max(groups, int(round(channels * width)) // groups * groups)
 
 
+def _conv_stack(x: torch.Tensor, convs: nn.ModuleList, post: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A discriminator's body: each conv then a leaky ReLU, then the output conv -> (logits [B, N], every
+    layer's feature map, the output's included: what feature matching compares)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), _LRELU)
+        feats.append(x)
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
+
+
+def _each(discriminators: nn.ModuleList, wave: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """Every discriminator on the same wave -> (logits per discriminator, feature maps per discriminator)."""
+    outs = [d(wave) for d in discriminators]
+    return [o for o, _ in outs], [f for _, f in outs]
+
+
 class PeriodDiscriminator(nn.Module):
     """Looks at every p-th sample: wave [B, 1, T] folded to [B, 1, T/p, p], 2-D convs along time."""
 
@@ -155,14 +173,7 @@ class PeriodDiscriminator(nn.Module):
         b, c, t = wave.shape
         if t % self.period:
             wave = F.pad(wave, (0, self.period - t % self.period), mode="reflect")
-        x = wave.view(b, c, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), _LRELU)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _conv_stack(wave.view(b, c, -1, self.period), self.convs, self.post)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -183,13 +194,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """wave [B, 1, T] -> (logits [B, N], feature maps)."""
-        x, feats = wave, []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), _LRELU)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _conv_stack(wave, self.convs, self.post)
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -201,8 +206,7 @@ class MultiPeriodDiscriminator(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """wave [B, 1, T] -> (logits per discriminator, feature maps per discriminator)."""
-        outs = [d(wave) for d in self.discriminators]
-        return [o for o, _ in outs], [f for _, f in outs]
+        return _each(self.discriminators, wave)
 
 
 class MultiScaleDiscriminator(nn.Module):
@@ -261,13 +265,7 @@ class SpectrogramDiscriminator(nn.Module):
         """wave [B, 1, T] -> (logits [B, N], feature maps)."""
         spec = torch.stft(wave.squeeze(1).float(), self.n_fft, self.hop, window=self.window, return_complex=True)
         x = (spec.abs() + 1e-7).pow(0.3).transpose(1, 2).unsqueeze(1)  # [B, 1, frames, bins]
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), _LRELU)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _conv_stack(x, self.convs, self.post)
 
 
 class MultiResolutionDiscriminator(nn.Module):
@@ -283,8 +281,7 @@ class MultiResolutionDiscriminator(nn.Module):
         """wave [B, T] or [B, 1, T] -> (logits per resolution, feature maps per resolution)."""
         if wave.ndim == 2:
             wave = wave.unsqueeze(1)
-        outs = [d(wave) for d in self.discriminators]
-        return [o for o, _ in outs], [f for _, f in outs]
+        return _each(self.discriminators, wave)
 
 
 # ---------------------------------------------------------------------------------------------- losses

@@ -155,21 +155,22 @@ def distil(folders: list[Path], out: Path, steps: int = 6000, batch_size: int = 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = FastVocoder(cfg) if start is None else start
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
-
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup)))) * 0.95 + 0.05
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    def optimiser(net: torch.nn.Module):  # student and discriminator alike: AdamW, warm-up, cosine decay
+        o = torch.optim.AdamW(net.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
+        return o, torch.optim.lr_scheduler.LambdaLR(o, factor)
+
+    opt, sched = optimiser(model)
     disc = opt_d = sched_d = None
     if adversarial > 0:
         with torch.random.fork_rng():
             torch.manual_seed(seed + 1)
             disc = MultiResolutionDiscriminator()
-        opt_d = torch.optim.AdamW(disc.parameters(), lr=lr, betas=(0.8, 0.99), weight_decay=0.01)
-        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
+        opt_d, sched_d = optimiser(disc)
     gen = torch.Generator().manual_seed(seed)
     step = 0
     ckpt_path = out / CHECKPOINT
