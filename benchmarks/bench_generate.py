@@ -32,7 +32,7 @@ from bench_vocoder import mr_stft_distance
 import action2sound
 from action2sound import media
 from action2sound.config import preset as get_preset
-from action2sound.options import VOCODERS, GenerateOptions
+from action2sound.options import PRECISIONS, VOCODERS, GenerateOptions
 from action2sound.pipeline import Pipeline, load_pipeline, resolve_device
 from action2sound.weights import build_component
 
@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
     ap.add_argument("--ambient", help="ambient condition (default: the default, retrieved; `none` with --preset)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto")
     ap.add_argument("--compare-steps", type=int, nargs="*", default=[], help="also run these step counts")
     ap.add_argument("--vocoder", default="auto", choices=VOCODERS, help="load_pipeline's vocoder (default auto)")
     ap.add_argument("--compare-vocoder", choices=VOCODERS,

@@ -10,6 +10,10 @@ universal22k profile's 22,050 Hz. Its ground-truth mel goes through the universa
 - `bf16`: everything under bfloat16 autocast (what `--precision bf16` does to the vocoder);
 - `bf16-early`: only the first two upsampling stages' convolutions in bf16, the input convolution, the
   residual stream and the late high-rate stages in fp32 (the part of the network where bf16 costs least);
+- `runner`: `models.vocoder.HifiGanRunner` in fp32, what the pipeline runs on a CPU with `--precision fp32`:
+  every Conv1d as the same Conv2d over channels-last [B, C, 1, T] (no reorders around oneDNN's convolutions);
+- `runner-mixed`: the same with the middle upsampling stages' convolutions in bf16 and the residual stream in
+  fp32, what the pipeline runs by default (`--precision auto`) where the CPU has AMX;
 - `fast`: not HiFi-GAN but the light distilled vocoder (`models.fast_vocoder`, `--vocoder fast`; `--fast` for
   other weights than the shipped ones). Distil it without the recordings measured here (`distil-vocoder
   --exclude`);
@@ -44,7 +48,7 @@ from action2sound.evaluation.fad import fad
 from action2sound.mel import crop_frames, mel_to_vocoder_input, wave_to_mel
 from action2sound.mel_bridge import griffinlim, normalised_from_log
 from action2sound.models.fast_vocoder import SHIPPED, load_fast_vocoder
-from action2sound.models.vocoder import load_universal_hifigan, vocode
+from action2sound.models.vocoder import HifiGanRunner, cpu_has_amx, load_universal_hifigan, vocode
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
 RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop), window = n_fft
@@ -106,6 +110,8 @@ def bf16_early(gen, log_mel: torch.Tensor) -> torch.Tensor:
 
 def variant(name: str, gen, fast=None) -> torch.Tensor:
     """log mel [B, n_mels, frames] -> wave [B, T] (fp32) through the named way of running `gen` (or `fast`)."""
+    runner = HifiGanRunner(gen, mixed=name == "runner-mixed") if name.startswith("runner") else None
+
     def call(log_mel: torch.Tensor) -> torch.Tensor:
         if name == "fast":
             return vocode(fast, log_mel)
@@ -122,6 +128,8 @@ def variant(name: str, gen, fast=None) -> torch.Tensor:
                 return vocode(gen, log_mel).float()
         if name == "bf16-early":
             return bf16_early(gen, log_mel)
+        if name in ("runner", "runner-mixed"):
+            return vocode(runner, log_mel)
         raise ValueError(name)
     return call
 
@@ -144,7 +152,7 @@ def seconds(call, mels: torch.Tensor, repeats: int) -> tuple[float, float]:
     return min(cpu), min(wall)
 
 
-VARIANTS = ("channels-last", "bf16", "bf16-early", "fast", "griffinlim")
+VARIANTS = ("channels-last", "runner", "runner-mixed", "bf16", "bf16-early", "fast", "griffinlim")
 
 
 def main() -> None:
@@ -169,7 +177,7 @@ def main() -> None:
     mels = torch.from_numpy(np.stack([mel_to_vocoder_input(crop_frames(wave_to_mel(w, p), p), p) for w in truth]))
     gen = load_universal_hifigan()
     print(f"{len(names)} recordings from {args.folder.name}/ (3 s crops at {p.sample_rate} Hz), torch threads "
-          f"{torch.get_num_threads()}, oneDNN bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+          f"{torch.get_num_threads()}, oneDNN bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}, AMX: {cpu_has_amx()}")
     reference = variant("unchanged", gen)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

@@ -263,6 +263,26 @@ def test_a_model_trained_without_the_stream_starts_a_fine_tune_with_it_unchanged
         stage.init_from(bad, "test")
 
 
+def test_a_video_only_model_starts_from_an_audio_conditioned_one_without_its_audio_weights():
+    """`train ldm --init --set cond.use_audio=false`: the shared weights are copied; a missing one still fails."""
+    from action2sound.config import StageTrainConfig
+    from action2sound.training.ldm import LDMStage
+
+    p = preset("tiny")
+    full = _trained_like_ldm(p)
+    state = full.state_dict()
+    assert any(k.startswith("conditioner.audio.") for k in state)
+    vo = dataclasses.replace(p, cond=dataclasses.replace(p.cond, use_audio=False))
+    stage = LDMStage(vo, StageTrainConfig())
+    stage.init_from(state, "test")
+    own = stage.model.state_dict()
+    assert not any(k.startswith("conditioner.audio.") for k in own)
+    for k, v in own.items():
+        torch.testing.assert_close(v, state[k])
+    with pytest.raises(Exception, match="conv_in"):
+        stage.init_from({k: v for k, v in state.items() if k != "unet.conv_in.weight"}, "test")
+
+
 def test_the_embedded_default_model_builds_exactly_its_stored_weights_and_old_manifests_mean_no_stream():
     from safetensors import safe_open
 

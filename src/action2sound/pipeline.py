@@ -43,7 +43,7 @@ from .mel import mel_to_vocoder_input
 from .models.fast_vocoder import load_fast_vocoder
 from .models.sync_stream import sync_frame_times
 from .models.vae import decode_latent
-from .models.vocoder import load_universal_hifigan, vocode
+from .models.vocoder import HifiGanRunner, cpu_has_amx, for_cpu_inference, load_universal_hifigan, vocode
 from .options import GenerateOptions, VOCODERS
 from .outputs import GenerationResult
 from .weights import COMPONENTS, load_model_dir, read_model_json
@@ -159,6 +159,8 @@ class Pipeline:
         self.preset, self.device = preset, torch.device(device)
         self.av, self.vae, self.ldm = av.to(self.device).eval(), vae.to(self.device).eval(), ldm.to(self.device).eval()
         self.vocoder = vocoder.to(self.device).eval() if vocoder is not None else None
+        if self.device.type == "cpu":  # HiFi-GAN in oneDNN's layout, mixed precision where AMX makes it pay
+            self.vocoder = for_cpu_inference(self.vocoder)
         # The sync stream's encoder (models/sync_stream.py), used only by an ldm that has the stream: without
         # one such an ldm gets the null stream, and a model without the stream computes exactly as before.
         self.sync_encoder = sync_encoder.to(self.device).eval() \
@@ -174,6 +176,19 @@ class Pipeline:
         if opts.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
+
+    @contextmanager
+    def _vocoder_precision(self, opts: GenerateOptions):
+        """A CPU HiFi-GAN's mixed precision (`HifiGanRunner.mixed`) on for "auto" where AMX has it, off else."""
+        runners = [m for m in self.vocoder.modules() if isinstance(m, HifiGanRunner)] if self.vocoder else []
+        before = [r.mixed for r in runners]
+        for r in runners:
+            r.mixed = opts.precision == "auto" and cpu_has_amx()
+        try:
+            yield
+        finally:
+            for r, m in zip(runners, before):
+                r.mixed = m
 
     # ------------------------------------------------------------------------------------------- generate
     @torch.no_grad()
@@ -377,7 +392,7 @@ class Pipeline:
             z = torch.stack([job.latents[k] for k in chunk])
             with job.clock("decode"):
                 mel = latents_to_mels(self.vae, z, self.preset)  # [B, n_mels, num_frames]
-            with job.clock("vocode"), self._autocast(opts):
+            with job.clock("vocode"), self._autocast(opts), self._vocoder_precision(opts):
                 waves.extend(mels_to_waves(self.vocoder, mel, self.preset, seed=opts.seed))
         fade = int(round(opts.overlap * p.sample_rate))
         with job.clock("assemble"):

@@ -13,6 +13,7 @@ Input of every generator: natural-log mel [B, n_mels, frames] (`mel.mel_to_vocod
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -65,6 +66,102 @@ def build_hifigan(profile: AudioProfile, cfg: VocoderConfig) -> SpeechT5HifiGan:
 def vocode(generator: SpeechT5HifiGan, log_mel: torch.Tensor) -> torch.Tensor:
     """Natural-log mel [B, n_mels, frames] -> wave [B, frames * hop] in [-1, 1]."""
     return generator(log_mel.transpose(1, 2))  # SpeechT5HifiGan takes [B, frames, n_mels]
+
+
+# ------------------------------------------------------------------------------------ inference on CPUs
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """True when this CPU has AMX tiles for bf16 (oneDNN then runs bf16 convolutions ~5x faster than fp32)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe is not None and probe() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _as_2d(conv: nn.Conv1d | nn.ConvTranspose1d, dtype: torch.dtype) -> nn.Module:
+    """The same convolution over [B, C, 1, T] in channels-last layout (what oneDNN computes without reorders)."""
+    k, s, pad, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+    if isinstance(conv, nn.ConvTranspose1d):
+        if conv.output_padding[0] or conv.groups != 1:
+            raise ValueError("HifiGanRunner: transposed convolutions with output padding or groups are not supported")
+        out = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, (1, k), (1, s), (0, pad), dilation=(1, d),
+                                 bias=conv.bias is not None)
+    else:
+        if not isinstance(conv.padding, tuple) or conv.padding_mode != "zeros":
+            raise ValueError("HifiGanRunner: only zero-padded convolutions with numeric padding are supported")
+        out = nn.Conv2d(conv.in_channels, conv.out_channels, (1, k), (1, s), (0, pad), (1, d), conv.groups,
+                        bias=conv.bias is not None)
+    with torch.no_grad():
+        out.weight.copy_(conv.weight.detach().unsqueeze(2))
+        if conv.bias is not None:
+            out.bias.copy_(conv.bias.detach())
+    return out.to(dtype=dtype, memory_format=torch.channels_last).eval().requires_grad_(False)
+
+
+class HifiGanRunner(nn.Module):
+    """An inference-only copy of a HiFi-GAN generator (SpeechT5HifiGan) laid out for oneDNN on CPUs.
+
+    Every Conv1d becomes the same Conv2d over [B, C, 1, T] in channels-last layout: oneDNN then convolves the
+    activations in place instead of reordering input, weights and output on every call (1.46x faster on this
+    project's CPU, output equal to ~1e-5). With `mixed` on (default where the CPU has AMX, `cpu_has_amx`), the
+    convolutions of the middle upsampling stages run in bf16 (~5x faster there) while the residual stream, the
+    first stage (whose rounding moves the wave most) and the last (high rate, few channels: its rounding shows in
+    quiet passages) stay fp32 — measured on 20 real recordings against the unchanged generator: multi-resolution
+    STFT distance 0.041, aisfx FAD 0.022 (bf16 everywhere: 0.618 / 34.0). Same call as the generator: log mel
+    [B, frames, n_mels] -> wave [B, frames * hop], so `vocode` and `mel_bridge.BridgeVocoder` take it as is.
+    """
+
+    def __init__(self, generator: SpeechT5HifiGan, mixed: bool | None = None):
+        super().__init__()
+        c = generator.config
+        self.slope, self.kernels = c.leaky_relu_slope, generator.num_kernels
+        self.normalise = bool(c.normalize_before)
+        self.register_buffer("mean", generator.mean.detach().clone(), persistent=False)
+        self.register_buffer("scale", generator.scale.detach().clone(), persistent=False)
+        stages = len(generator.upsampler)
+        self.middle = tuple(range(1, stages - 1))  # the stages `mixed` runs in bf16
+        self.mixed = cpu_has_amx() if mixed is None else mixed
+        self.pre, self.post = _as_2d(generator.conv_pre, torch.float32), _as_2d(generator.conv_post, torch.float32)
+        self.ups = nn.ModuleList(_as_2d(u, torch.float32) for u in generator.upsampler)
+        self.blocks = nn.ModuleList(self._stage_blocks(generator, i, torch.float32) for i in range(stages))
+        # bf16 copies of the middle stages, used when `mixed` is on (a small share of the weights).
+        self.ups16 = nn.ModuleDict({str(i): _as_2d(generator.upsampler[i], torch.bfloat16) for i in self.middle})
+        self.blocks16 = nn.ModuleDict({str(i): self._stage_blocks(generator, i, torch.bfloat16) for i in self.middle})
+        self.eval()
+
+    def _stage_blocks(self, generator: SpeechT5HifiGan, stage: int, dtype: torch.dtype) -> nn.ModuleList:
+        blocks = generator.resblocks[stage * self.kernels:(stage + 1) * self.kernels]
+        return nn.ModuleList(nn.ModuleList(nn.ModuleList([_as_2d(c1, dtype), _as_2d(c2, dtype)])
+                                           for c1, c2 in zip(b.convs1, b.convs2)) for b in blocks)
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """Log mel [B, frames, n_mels] -> wave [B, frames * hop] (fp32)."""
+        if self.normalise:
+            spectrogram = (spectrogram - self.mean) / self.scale
+        s = self.slope
+        h = self.pre(spectrogram.float().transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last))
+        for i, up in enumerate(self.ups):
+            half = self.mixed and i in self.middle
+            dtype = torch.bfloat16 if half else torch.float32
+            up, blocks = (self.ups16[str(i)], self.blocks16[str(i)]) if half else (up, self.blocks[i])
+            h = up(F.leaky_relu(h, s).to(dtype)).float()
+            total = None
+            for block in blocks:  # HiFi-GAN's resblock 1: x + conv2(lrelu(conv1(lrelu(x)))) per dilation
+                r = h
+                for c1, c2 in block:
+                    r = r + c2(F.leaky_relu(c1(F.leaky_relu(r, s).to(dtype)), s)).float()
+                total = r if total is None else total + r
+            h = total / self.kernels
+        return torch.tanh(self.post(F.leaky_relu(h))).flatten(1)  # the last leaky ReLU has torch's slope, 0.01
+
+
+def for_cpu_inference(vocoder: nn.Module | None) -> nn.Module | None:
+    """The vocoder with every HiFi-GAN generator in it (itself, or a bridge's) swapped for a `HifiGanRunner`."""
+    if isinstance(vocoder, SpeechT5HifiGan):
+        return HifiGanRunner(vocoder)
+    for name, child in list(vocoder.named_children()) if vocoder is not None else []:
+        if isinstance(child, SpeechT5HifiGan):
+            setattr(vocoder, name, HifiGanRunner(child))
+    return vocoder
 
 
 def apply_weight_norm(module: nn.Module) -> nn.Module:

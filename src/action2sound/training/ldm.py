@@ -89,7 +89,13 @@ class LDMStage(StageModule):
 
     def init_from(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         """Strict, except that a model trained without the sync stream may start one that has it (the stream's
-        input channels start at zero: the fine-tune begins as exactly the given model)."""
+        input channels start at zero: the fine-tune begins as exactly the given model), and a model without the
+        audio condition (cond.use_audio=false: the study's video-only row) may start from one with it (the
+        audio condition's weights are left behind; everything else must fit)."""
+        if self.model.conditioner.audio is None:
+            own = self.model.state_dict()
+            tensors = {k: v for k, v in tensors.items()
+                       if k in own or not (k.startswith("conditioner.audio.") or k == "conditioner.null_audio")}
         super().init_from(widen_for_stream(tensors, self.model), source)
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
