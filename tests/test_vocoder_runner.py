@@ -92,8 +92,11 @@ def test_pipeline_runs_the_runner_and_precision_fp32_turns_mixing_off(env, monke
     monkeypatch.setattr(HifiGanRunner, "forward", spy)
     video = env.bench / "clips" / "a2s-0-0002" / "a2s-0-0002_narration_pass_1_0.mp4"
     pipe.vocoder.mixed = "untouched"
+    records = []
     for precision in ("fp32", "auto"):
         [res] = pipe.generate([video], GenerateOptions(ambient="none", steps=2, precision=precision))
         assert not isinstance(res, Exception)
+        records.append(res.metadata["settings"]["vocoder_bf16_stages"])
+    assert records == [False, cpu_has_amx()]  # the record says which way the wave was made
     assert states == [False, cpu_has_amx()]
     assert pipe.vocoder.mixed == "untouched"  # restored after each call

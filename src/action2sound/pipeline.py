@@ -177,13 +177,19 @@ class Pipeline:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
+    def _runners(self) -> list[HifiGanRunner]:
+        return [m for m in self.vocoder.modules() if isinstance(m, HifiGanRunner)] if self.vocoder else []
+
+    def _vocoder_mixed(self, opts: GenerateOptions) -> bool:
+        return bool(self._runners()) and opts.precision == "auto" and cpu_has_amx()
+
     @contextmanager
     def _vocoder_precision(self, opts: GenerateOptions):
         """A CPU HiFi-GAN's mixed precision (`HifiGanRunner.mixed`) on for "auto" where AMX has it, off else."""
-        runners = [m for m in self.vocoder.modules() if isinstance(m, HifiGanRunner)] if self.vocoder else []
+        runners = self._runners()
         before = [r.mixed for r in runners]
         for r in runners:
-            r.mixed = opts.precision == "auto" and cpu_has_amx()
+            r.mixed = self._vocoder_mixed(opts)
         try:
             yield
         finally:
@@ -413,6 +419,9 @@ class Pipeline:
         settings["ambient"] = str(opts.ambient)
         settings["device"] = str(self.device)
         settings["total_guidance"] = opts.video_guidance + opts.audio_guidance - 1.0
+        # Whether the vocoder's middle stages ran in bf16 (precision "auto" on a CPU with AMX): the same settings
+        # give a slightly different wave on a machine without it.
+        settings["vocoder_bf16_stages"] = self._vocoder_mixed(opts)
         metadata = {
             "input": str(job.path), "duration": job.duration, "num_samples": int(audio.size),
             "sample_rate": p.sample_rate, "video": job.info, "settings": settings, "model": self.model_info,
