@@ -61,18 +61,23 @@ ev "paper design, none" --model "$STUDY/models/paper" --ambient none --seeds "$S
 cmp_model videoonly "$VO_STEPS" "av vae sync_encoder" --init "$RUN/ldm/weights.safetensors" --set cond.use_audio=false
 ev "video only (no audio condition)" --model "$STUDY/models/videoonly" --ambient none --seeds "$SEEDS"
 
-.venv/bin/python - "$STUDY" <<'PY'
+.venv/bin/python - "$STUDY" "$MODEL" <<'PY'
 import json, sys
 from pathlib import Path
-from action2sound.evaluation.report import markdown_table
+from action2sound.evaluation.report import markdown_table, plot_steps_curve
+from action2sound.weights import read_model_json
 study = Path(sys.argv[1])
 main = ["ours, retrieved", "ours, quiet", "ours, none", "paper design, retrieved", "paper design, quiet",
         "paper design, none", "video only (no audio condition)", "retrieval baseline"]
 curve = ["ours, retrieved, 5 steps", "ours, retrieved, 10 steps", "ours, retrieved", "ours, retrieved, 50 steps"]
 load = lambda name: json.loads((study / name / "summary.json").read_text())
 text = "## Main table\n\n" + markdown_table([load(n) for n in main if (study / n / "summary.json").is_file()])
-text += "\n## Steps curve (ours, retrieved; 5, 10, 25, 50 steps)\n\n" + markdown_table(
-    [load(n) for n in curve if (study / n / "summary.json").is_file()], groundtruth=False)
+curve_runs = [load(n) for n in curve if (study / n / "summary.json").is_file()]
+text += "\n## Steps curve (ours, retrieved; 5, 10, 25, 50 steps)\n\n" + markdown_table(curve_runs, groundtruth=False)
+if curve_runs:  # seed 0 of each run: the curve's rows have one seed
+    default_steps = read_model_json(sys.argv[2])["preset"]["diffusion"]["sample_steps"]
+    plot_steps_curve(study / "steps_curve.png", curve_runs, default_steps)
+    text += "\n![the steps curve, seed 0](steps_curve.png)\n"
 for name in ("ours, retrieved", "paper design, retrieved"):
     if (study / name / "shift.json").is_file():
         s = json.loads((study / name / "shift.json").read_text())

@@ -245,6 +245,22 @@ def _run(env, out, *extra):
                  str(env.index), "--steps", "1", "--fad-embedder", "av", "--device", "cpu", "--quiet", *extra])
 
 
+def test_steps_curve_takes_seed_0_of_each_run_in_step_order(tmp_path):
+    from action2sound.evaluation.report import plot_steps_curve, steps_curve_points
+
+    def run(steps, f1_by_seed, fad):
+        per = {str(i): {"onset_f1@50ms": f, "fad": fad + i} for i, f in enumerate(f1_by_seed)}
+        return {"settings": {"steps": steps}, "per_seed": per, "groundtruth": {"onset_f1@50ms": 0.6}}
+
+    runs = [run(50, [0.4], 300.0), run(None, [0.3, 0.9, 0.9], 310.0), run(5, [0.1], 400.0)]
+    pts = steps_curve_points(runs, default_steps=25)
+    assert pts["onset_f1@50ms"] == [(5, 0.1), (25, 0.3), (50, 0.4)]  # seed 0, not the 3 seeds' mean
+    assert pts["fad"] == [(5, 400.0), (25, 310.0), (50, 300.0)]
+    assert pts["onset_ap"] == [] and pts["desync_ms"] == []
+    plot_steps_curve(tmp_path / "steps.png", runs, 25)
+    assert (tmp_path / "steps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_evaluate_runs_end_to_end_and_resumes(env, tmp_path, capsys):
     out = tmp_path / "report"
     assert _run(env, out, "--seeds", "2") == 0

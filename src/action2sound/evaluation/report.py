@@ -187,6 +187,52 @@ def markdown_table(summaries: Sequence[dict[str, Any]], groundtruth: bool = True
     return "\n".join(lines) + "\n"
 
 
+STEPS_CURVE = (("onset_f1@50ms", "onset F1 ±50 ms ↑"), ("onset_ap", "onset AP ↑"), ("fad", "FAD ↓"),
+               ("desync_ms", "DeSync ms ↓"))
+
+
+def steps_curve_points(summaries: Sequence[dict[str, Any]], default_steps: int) -> dict[str, list[tuple[int, float]]]:
+    """Runs that differ only in sampler steps -> {metric: [(steps, seed 0's value), ...] by steps}.
+
+    Seed 0 for every run, so a run evaluated with more seeds is compared on the same noise as one with a single
+    seed; a run without `settings.steps` used the model's default (`default_steps`)."""
+    points: dict[str, list[tuple[int, float]]] = {k: [] for k, _ in STEPS_CURVE}
+    for s in summaries:
+        steps = s["settings"].get("steps") or default_steps
+        seed0 = s.get("per_seed", {}).get("0", {})
+        for k, _ in STEPS_CURVE:
+            if seed0.get(k) is not None:
+                points[k].append((int(steps), float(seed0[k])))
+    return {k: sorted(v) for k, v in points.items()}
+
+
+def plot_steps_curve(path: Path, summaries: Sequence[dict[str, Any]], default_steps: int) -> None:
+    """One panel per metric of `STEPS_CURVE` against sampler steps (log axis), the ground truth dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = steps_curve_points(summaries, default_steps)
+    truth = summaries[0]["groundtruth"] if summaries else {}
+    fig, axes = plt.subplots(1, len(STEPS_CURVE), figsize=(3.0 * len(STEPS_CURVE), 2.8), dpi=110)
+    for ax, (k, title) in zip(axes, STEPS_CURVE):
+        if points[k]:
+            x, y = zip(*points[k])
+            ax.plot(x, y, "o-")
+            ax.set_xscale("log")
+            ax.minorticks_off()
+            ax.set_xticks(x, [str(v) for v in x])
+        if truth.get(k) is not None and k != "fad":
+            ax.axhline(truth[k], ls="--", c="k", lw=0.8, label="ground truth")
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("sampler steps")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any]], settings: EvalSettings,
                  preset: Preset) -> None:
     """summary.json, results.md and the two figures."""
