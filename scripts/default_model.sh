@@ -12,7 +12,7 @@
 #
 # Resumable: run it again after a kill and every finished stage is skipped, an unfinished one resumes. About
 # 2 h on 2 CPU cores (av and vae run side by side, one thread each). Step counts are variables (e.g. for a
-# smoke run: EPISODES=4 AV_STEPS=2 ... RUN=/tmp/smoke OUT=/tmp/smoke/model scripts/default_model.sh).
+# smoke run: EPISODES=4 AV_STEPS=2 ... RUN=runs/smoke OUT=runs/smoke/model scripts/default_model.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A2S=".venv/bin/action2sound"
