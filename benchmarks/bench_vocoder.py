@@ -8,8 +8,8 @@ universal22k profile's 22,050 Hz. Its ground-truth mel goes through the universa
 - `channels-last`: the same fp32 network on a [B, frames, n_mels]-laid input, so every Conv1d computes in
   oneDNN's channels-last layout without reorders;
 - `bf16`: everything under bfloat16 autocast (what `--precision bf16` does to the vocoder);
-- `bf16-early`: only the first two upsampling stages' convolutions in bf16, the input convolution, the
-  residual stream and the late high-rate stages in fp32 (the part of the network where bf16 costs least);
+- `bf16-early`: `HifiGanRunner` with only the first two upsampling stages' convolutions in bf16, the input
+  convolution, the residual stream and the late high-rate stages in fp32;
 - `runner`: `models.vocoder.HifiGanRunner` in fp32, what the pipeline runs on a CPU with `--precision fp32`:
   every Conv1d as the same Conv2d over channels-last [B, C, 1, T] (no reorders around oneDNN's convolutions);
 - `runner-mixed`: the same with the middle upsampling stages' convolutions in bf16 and the residual stream in
@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from action2sound import media
 from action2sound.config import UNIVERSAL22K_AUDIO
@@ -84,33 +83,12 @@ def read_clips(folder: Path, count: int) -> tuple[list[str], np.ndarray]:
     return names, np.stack(waves)
 
 
-def bf16_early(gen, log_mel: torch.Tensor) -> torch.Tensor:
-    """The universal HiFi-GAN's forward (SpeechT5HifiGan's) with stages 0-1 in bf16, all else fp32."""
-    c, nk = gen.config, gen.num_kernels
-    slope = c.leaky_relu_slope
-
-    def conv(m, x, bf16):
-        if not bf16:
-            return m(x)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return m(x).float()
-
-    h = gen.conv_pre(log_mel)
-    for i, up in enumerate(gen.upsampler):
-        h = conv(up, F.leaky_relu(h, slope), i < 2)
-        total = None
-        for block in gen.resblocks[i * nk:(i + 1) * nk]:
-            r = h
-            for c1, c2 in zip(block.convs1, block.convs2):
-                r = r + conv(c2, F.leaky_relu(conv(c1, F.leaky_relu(r, slope), i < 2), slope), i < 2)
-            total = r if total is None else total + r
-        h = total / nk
-    return torch.tanh(gen.conv_post(F.leaky_relu(h))).squeeze(1)  # HiFi-GAN's last slope is 0.01
-
-
 def variant(name: str, gen, fast=None) -> torch.Tensor:
     """log mel [B, n_mels, frames] -> wave [B, T] (fp32) through the named way of running `gen` (or `fast`)."""
-    runner = HifiGanRunner(gen, mixed=name == "runner-mixed") if name.startswith("runner") else None
+    # The runner variants; bf16-early is the runner with the first two stages in bf16 instead of the middle ones.
+    runner = {"runner": lambda: HifiGanRunner(gen, mixed=False),
+              "runner-mixed": lambda: HifiGanRunner(gen, mixed=True),
+              "bf16-early": lambda: HifiGanRunner(gen, mixed=True, bf16_stages=(0, 1))}.get(name, lambda: None)()
 
     def call(log_mel: torch.Tensor) -> torch.Tensor:
         if name == "fast":
@@ -126,9 +104,7 @@ def variant(name: str, gen, fast=None) -> torch.Tensor:
         if name == "bf16":
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return vocode(gen, log_mel).float()
-        if name == "bf16-early":
-            return bf16_early(gen, log_mel)
-        if name in ("runner", "runner-mixed"):
+        if runner is not None:
             return vocode(runner, log_mel)
         raise ValueError(name)
     return call

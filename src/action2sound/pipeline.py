@@ -161,6 +161,7 @@ class Pipeline:
         self.vocoder = vocoder.to(self.device).eval() if vocoder is not None else None
         if self.device.type == "cpu":  # HiFi-GAN in oneDNN's layout, mixed precision where AMX makes it pay
             self.vocoder = for_cpu_inference(self.vocoder)
+        self._runners = [m for m in self.vocoder.modules() if isinstance(m, HifiGanRunner)] if self.vocoder else []
         # The sync stream's encoder (models/sync_stream.py), used only by an ldm that has the stream: without
         # one such an ldm gets the null stream, and a model without the stream computes exactly as before.
         self.sync_encoder = sync_encoder.to(self.device).eval() \
@@ -177,23 +178,19 @@ class Pipeline:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def _runners(self) -> list[HifiGanRunner]:
-        return [m for m in self.vocoder.modules() if isinstance(m, HifiGanRunner)] if self.vocoder else []
-
     def _vocoder_mixed(self, opts: GenerateOptions) -> bool:
-        return bool(self._runners()) and opts.precision == "auto" and cpu_has_amx()
+        return bool(self._runners) and opts.precision == "auto" and cpu_has_amx()
 
     @contextmanager
     def _vocoder_precision(self, opts: GenerateOptions):
         """A CPU HiFi-GAN's mixed precision (`HifiGanRunner.mixed`) on for "auto" where AMX has it, off else."""
-        runners = self._runners()
-        before = [r.mixed for r in runners]
-        for r in runners:
-            r.mixed = self._vocoder_mixed(opts)
+        before, mixed = [r.mixed for r in self._runners], self._vocoder_mixed(opts)
+        for r in self._runners:
+            r.mixed = mixed
         try:
             yield
         finally:
-            for r, m in zip(runners, before):
+            for r, m in zip(self._runners, before):
                 r.mixed = m
 
     # ------------------------------------------------------------------------------------------- generate

@@ -208,14 +208,12 @@ def steps_curve_points(summaries: Sequence[dict[str, Any]], default_steps: int) 
 
 def plot_steps_curve(path: Path, summaries: Sequence[dict[str, Any]], default_steps: int) -> None:
     """One panel per metric of `STEPS_CURVE` against sampler steps (log axis), the ground truth dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import figure, save_png
 
     points = steps_curve_points(summaries, default_steps)
     truth = summaries[0]["groundtruth"] if summaries else {}
-    fig, axes = plt.subplots(1, len(STEPS_CURVE), figsize=(3.0 * len(STEPS_CURVE), 2.8), dpi=110)
+    fig = figure(2.8)
+    axes = fig.subplots(1, len(STEPS_CURVE))
     for ax, (k, title) in zip(axes, STEPS_CURVE):
         if points[k]:
             x, y = zip(*points[k])
@@ -229,8 +227,7 @@ def plot_steps_curve(path: Path, summaries: Sequence[dict[str, Any]], default_st
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("sampler steps")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any]], settings: EvalSettings,

@@ -110,7 +110,8 @@ class HifiGanRunner(nn.Module):
     [B, frames, n_mels] -> wave [B, frames * hop], so `vocode` and `mel_bridge.BridgeVocoder` take it as is.
     """
 
-    def __init__(self, generator: SpeechT5HifiGan, mixed: bool | None = None):
+    def __init__(self, generator: SpeechT5HifiGan, mixed: bool | None = None,
+                 bf16_stages: tuple[int, ...] | None = None):
         super().__init__()
         c = generator.config
         self.slope, self.kernels = c.leaky_relu_slope, generator.num_kernels
@@ -118,7 +119,8 @@ class HifiGanRunner(nn.Module):
         self.register_buffer("mean", generator.mean.detach().clone(), persistent=False)
         self.register_buffer("scale", generator.scale.detach().clone(), persistent=False)
         stages = len(generator.upsampler)
-        self.middle = tuple(range(1, stages - 1))  # the stages `mixed` runs in bf16
+        # The stages `mixed` runs in bf16: the middle ones unless told (benchmarks/bench_vocoder.py tries others).
+        self.middle = tuple(range(1, stages - 1)) if bf16_stages is None else tuple(bf16_stages)
         self.mixed = cpu_has_amx() if mixed is None else mixed
         self.pre, self.post = _as_2d(generator.conv_pre, torch.float32), _as_2d(generator.conv_post, torch.float32)
         self.ups = nn.ModuleList(_as_2d(u, torch.float32) for u in generator.upsampler)
