@@ -444,3 +444,60 @@ def test_flips_keep_every_clip_one_of_its_four_mirror_images():
         images = [a, a.flip(2), a.flip(1), a.flip(1).flip(2)]
         kinds.append([i for i, m in enumerate(images) if torch.equal(m, b)][0])
     assert set(kinds) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("w_video,w_audio", [(3.0, 1.0), (3.0, 2.0), (1.0, 1.0)])
+def test_sync_guidance_pushes_along_what_the_stream_alone_adds(w_video, w_audio):
+    """The sync term is the full pass against the full context with the null stream: + (w_s - 1)(f - s0)."""
+    from action2sound.sampling import guided
+
+    p = preset("tiny")
+    ldm = _trained_like_ldm(p)
+    x = torch.randn(2, *p.latent_shape)
+    t = torch.tensor([10, 500])
+    full = ldm.context(torch.randn(2, p.video.num_frames, p.av.video_hidden), None, batch_size=2)
+    null = ldm.context(None, None, batch_size=2)
+    sync = torch.randn(2, p.latent_shape[2], p.sync_stream.feature_dim)
+    w_sync = 2.5
+    with torch.no_grad():
+        got = guided(ldm.guided_model_fn(sync, w_video, w_audio, w_sync), full, null, full, w_video, w_audio,
+                     w_sync)(x, t)
+        f = ldm(x, t, full, sync)
+        n, s0 = ldm(x, t, null, torch.zeros_like(sync)), ldm(x, t, full, torch.zeros_like(sync))
+        expected = f + (w_video - 1.0) * (f - n) + (w_audio - 1.0) * (f - f) + (w_sync - 1.0) * (f - s0)
+        torch.testing.assert_close(got, expected)
+        assert not torch.allclose(f, s0)  # the stream matters to this model, so the term is not zero
+        # w_s = 1: no null-sync pass at all (the same function as before the option existed).
+        plain = guided(ldm.guided_model_fn(sync, w_video, w_audio), full, null, full, w_video, w_audio)(x, t)
+        torch.testing.assert_close(plain, expected - (w_sync - 1.0) * (f - s0))
+
+
+def test_p_drop_sync_nulls_the_stream_alone_and_leaves_runs_without_it_unchanged():
+    p = preset("tiny")
+    base = dataclasses.replace(p.diffusion, p_drop_video=0.0, p_drop_audio=0.0)
+    ldm = _trained_like_ldm(dataclasses.replace(p, diffusion=base))
+    x0 = torch.randn(2, *p.latent_shape)
+    video = torch.randn(2, p.video.num_frames, p.av.video_hidden)
+    sync = torch.randn(2, p.latent_shape[2], p.sync_stream.feature_dim)
+
+    def loss(s, drop):
+        ldm.diffusion = dataclasses.replace(base, p_drop_sync=drop)
+        with torch.no_grad():
+            return float(ldm.loss(x0, video, None, torch.Generator().manual_seed(3), sync=s))
+
+    assert loss(sync, 1.0) == loss(None, 0.0)  # every stream dropped, the video tokens kept
+    assert loss(sync, 1.0) != loss(sync, 0.0)
+    assert loss(sync, 0.0) != loss(None, 0.0)
+
+
+def test_the_sync_guidance_option_resolves_from_the_model():
+    from action2sound.config import override
+    from action2sound.options import GenerateOptions
+
+    small = preset("small")
+    assert GenerateOptions().resolved(small).sync_guidance == 1.0
+    tuned = override(small, ["diffusion.sync_guidance_scale=3"])
+    assert GenerateOptions().resolved(tuned).sync_guidance == 3.0
+    assert GenerateOptions(sync_guidance=1.5).resolved(tuned).sync_guidance == 1.5
+    with pytest.raises(Exception, match="sync_guidance"):
+        GenerateOptions(sync_guidance=float("nan"))

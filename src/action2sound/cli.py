@@ -283,7 +283,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     options = {k: v for k, v in dict(
         ambient=args.ambient, ambient_offset=args.ambient_offset, seed=args.seed, steps=args.steps,
         sampler=args.sampler, video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
-        overlap=args.overlap, batch_size=args.batch_size, precision=args.precision).items() if v is not None}
+        sync_guidance=args.sync_guidance, overlap=args.overlap, batch_size=args.batch_size, precision=args.precision).items() if v is not None}
     # Everything that needs no model is checked before loading one: the numbers, the output folder and names.
     opts = make_options(**options)
     plan_outputs(args.inputs, args.out, format=args.format, container=args.container, ambient=opts.ambient)
@@ -331,6 +331,8 @@ def _add_generate_commands(sub: argparse._SubParsersAction) -> None:
                                                         "guidance scale)")
     p.add_argument("--audio-guidance", type=float, help="guidance weight of the audio condition, the ambient dial "
                                                         "(default: the model's; 1 keeps the condition without amplifying it)")
+    p.add_argument("--sync-guidance", type=float, help="guidance weight of the sync stream, the timing dial "
+                                                       "(default: the model's; a model without the stream ignores it)")
     p.add_argument("--seed", type=int, help="noise seed (default 0); the same seed gives the same audio")
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
     p.add_argument("--sampler", choices=["dpm", "ddim", "release-dpm", "release-ddim"],
@@ -383,7 +385,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     settings = EvalSettings(
         model=args.model, data=args.data, out=args.out, ambient=args.ambient, baseline=args.baseline,
         vocoder=args.vocoder, seeds=args.seeds, limit=args.limit, split=args.split, steps=args.steps,
-        index=args.index, sync=args.sync, desync=args.desync, shift_test=args.shift_test, fad_embedder=args.fad_embedder, fad_weights=weights, device=args.device,
+        sync_guidance=args.sync_guidance, index=args.index, sync=args.sync, desync=args.desync, shift_test=args.shift_test, fad_embedder=args.fad_embedder, fad_weights=weights, device=args.device,
         batch_size=args.batch_size, label=args.label, progress=not args.quiet)
     with warnings.catch_warnings():
         _one_line_warnings()
@@ -436,6 +438,7 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],
                    help="which clips (default test; a table without that split is used whole)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    p.add_argument("--sync-guidance", type=float, help="guidance weight of the sync stream (default: the model's)")
     p.add_argument("--index", help="retrieval index folder (default MODEL/index)")
     p.add_argument("--shift-test", action="store_true",
                    help="also delay each clip's video by -0.5, -0.3, +0.3, +0.5 s and report the share of generated "

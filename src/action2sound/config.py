@@ -256,9 +256,15 @@ class DiffusionConfig:
     # paper's setting). The embedded default model stores 3: fine-tuned with the sync stream, it let the video
     # decide the ambient unless pushed towards its condition (control r 0.004 at 1, 0.861 at 3; docs/RESULTS.md).
     audio_guidance_scale: float = 1.0
+    # The default weight of the sync stream's own guidance direction (`sampling.guided`: the full pass against
+    # the same pass with the null stream; 1: none). Only a model with the sync stream uses it.
+    sync_guidance_scale: float = 1.0
     p_drop_video: float = 0.2
     # The paper never drops the audio condition; tiny / small do, so their audio null is trained too.
     p_drop_audio: float = 0.0
+    # A model with the sync stream: the share of training rows whose stream alone is nulled (video tokens kept),
+    # so that the sync guidance's null-sync pass is a condition the model was trained on.
+    p_drop_sync: float = 0.0
     sampler: str = "dpm"  # "dpm" (DPM-Solver++ 2M) or "ddim"
     sample_steps: int = 25
 
@@ -397,6 +403,7 @@ _LIMITS: dict[str, _Bound] = {
     "DiffusionConfig.num_train_timesteps": _Bound(1, 100_000), "DiffusionConfig.sample_steps": _Bound(1, 100_000),
     "DiffusionConfig.beta_start": _Bound(0.0, 1.0), "DiffusionConfig.beta_end": _Bound(0.0, 1.0),
     "DiffusionConfig.p_drop_video": _Bound(0.0, 1.0), "DiffusionConfig.p_drop_audio": _Bound(0.0, 1.0),
+    "DiffusionConfig.p_drop_sync": _Bound(0.0, 1.0),
     "VocoderConfig.upsample_initial_channel": _WIDTH, "VocoderConfig.upsample_rates": _Bound(1, 1024, 16),
     "VocoderConfig.upsample_kernel_sizes": _Bound(1, 4096, 16),
     "VocoderConfig.resblock_kernel_sizes": _Bound(1, 4096, 16),

@@ -39,6 +39,9 @@ class GenerateOptions:
     # = 1 keeps the audio condition unguided). w_a > 1 pushes the ambient towards the condition's.
     video_guidance: float | None = None
     audio_guidance: float | None = None
+    # w_s > 1 adds (w_s - 1)(full - full with the null sync stream): pushes the sound's timing towards what the
+    # sync stream shows (a model with the stream only; others ignore it).
+    sync_guidance: float | None = None
     overlap: float = 0.5  # seconds two consecutive windows share (the cross-fade lies inside it)
     batch_size: int = 8  # windows per network call
     quiet_quantile: float = 0.1  # `quiet` chooses among this fraction of the index, lowest ambient first
@@ -54,7 +57,8 @@ class GenerateOptions:
         _check_int("batch_size", self.batch_size, low=1)
         if self.steps is not None:
             _check_int("steps", self.steps, low=1)
-        for name in ("ambient_offset", "overlap", "quiet_quantile", "video_guidance", "audio_guidance"):
+        for name in ("ambient_offset", "overlap", "quiet_quantile", "video_guidance", "audio_guidance",
+                     "sync_guidance"):
             value = getattr(self, name)
             if value is not None:
                 _check_number(name, value)
@@ -84,6 +88,7 @@ class GenerateOptions:
             sampler=d.sampler if self.sampler is None else self.sampler,
             video_guidance=d.guidance_scale if self.video_guidance is None else float(self.video_guidance),
             audio_guidance=d.audio_guidance_scale if self.audio_guidance is None else float(self.audio_guidance),
+            sync_guidance=d.sync_guidance_scale if self.sync_guidance is None else float(self.sync_guidance),
         )
         if o.steps > d.num_train_timesteps:
             raise _option_error("steps", o.steps, f"at most {d.num_train_timesteps} (the model's noise schedule "

@@ -99,8 +99,9 @@ def sample_windows(
         return sampling.sample_release(sampling.release_guided(ldm, full, options.video_guidance),
                                        (b, *preset.latent_shape), options.sampler, options.steps,
                                        noise=noise.to(dev), diffusion=preset.diffusion, device=dev)
-    model_fn = ldm if sync is None else ldm.guided_model_fn(sync.to(dev), options.video_guidance, w_audio)
-    denoiser = sampling.guided(model_fn, full, null_video, null_audio, options.video_guidance, w_audio)
+    w_sync = options.sync_guidance if sync is not None and getattr(ldm, "sync", None) is not None else 1.0
+    model_fn = ldm if sync is None else ldm.guided_model_fn(sync.to(dev), options.video_guidance, w_audio, w_sync)
+    denoiser = sampling.guided(model_fn, full, null_video, null_audio, options.video_guidance, w_audio, w_sync)
     return sampling.sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
                   diffusion=preset.diffusion, device=dev)
 

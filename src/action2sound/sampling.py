@@ -17,6 +17,8 @@ a sum of one guidance direction per condition, as composable diffusion sums them
 "Compositional Visual Generation with Composable Diffusion Models", arXiv 2206.01714); w_a = 1 gives plain
 guidance on video alone with the audio condition kept, the paper's setting. The weights of each combination
 sum to one, so it is the same whether the network predicts epsilon or v (they differ by a term linear in x_t).
+A model with the sync stream (models/sync_stream.py) has a third direction, the stream's own: + (w_s - 1) *
+(out(v, a, s) - out(v, a, null_s)), the full pass against the same pass with the null (zero) stream.
 """
 
 from __future__ import annotations
@@ -117,14 +119,17 @@ def cfg_denoiser(model_fn: ModelFn, cond: torch.Tensor, null_cond: torch.Tensor,
 
 def guided(
     model_fn: ModelFn, ctx_full: torch.Tensor, ctx_null_video: torch.Tensor | None,
-    ctx_null_audio: torch.Tensor | None, w_video: float, w_audio: float = 1.0,
+    ctx_null_audio: torch.Tensor | None, w_video: float, w_audio: float = 1.0, w_sync: float = 1.0,
 ) -> Denoiser:
-    """Separate video and audio guidance (module docstring); the passes a weight needs go in one model call.
+    """Separate video, audio and sync guidance (module docstring); the passes a weight needs go in one call.
 
     ctx_null_video = [null video ; audio tokens], ctx_null_audio = [video tokens ; null audio]; a context whose
-    weight is 1 is never evaluated and may be None.
+    weight is 1 is never evaluated and may be None. The sync term's pass has the full context: `model_fn`
+    tells it apart by its place in the batch (full, null video, null audio, null sync, each when its weight is
+    not 1; `LatentDiffusion.guided_model_fn` gives that pass the null stream).
     """
-    terms = [(w, c) for w, c in ((w_video, ctx_null_video), (w_audio, ctx_null_audio)) if w != 1.0]
+    terms = [(w, c) for w, c in ((w_video, ctx_null_video), (w_audio, ctx_null_audio), (w_sync, ctx_full))
+             if w != 1.0]
     if any(c is None for _, c in terms):
         raise ValueError("a guidance weight != 1 needs its null context")
 

@@ -27,6 +27,7 @@ class EvalSettings:
     limit: int | None = None
     split: str = "test"  # test | val | train | all
     steps: int | None = None
+    sync_guidance: float | None = None  # the sync stream's guidance weight (None: the model's)
     index: str | None = None
     sync: str | None = None  # a `train sync` weights file
     # Whose sync encoder measures the DeSync-like offset (a model directory or training run): the same judge for

@@ -39,7 +39,7 @@ def delayed_clip(clip: Clip, episode: Path, delay_s: float, episode_seconds: flo
 
 
 def shift_test(pipe: Pipeline, clips: Sequence[EvalClip], bench: str | Path, cache: str | Path, seed: int = 0,
-               steps: int | None = None, delays: Sequence[float] = DELAYS_S,
+               steps: int | None = None, sync_guidance: float | None = None, delays: Sequence[float] = DELAYS_S,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the shift test on benchmark clips -> {"delays": {"+0.3": {"followed", "eligible", "share"}, ...},
     "followed", "eligible", "share", "clips"}."""
@@ -48,7 +48,8 @@ def shift_test(pipe: Pipeline, clips: Sequence[EvalClip], bench: str | Path, cac
     seconds: dict[str, float] = {}  # each episode's length, probed once
     used = 0
     rate = pipe.preset.audio.sample_rate
-    options = make_options(ambient="random", seed=seed, **({"steps": steps} if steps is not None else {}))
+    chosen = {"steps": steps, "sync_guidance": sync_guidance}
+    options = make_options(ambient="random", seed=seed, **{k: v for k, v in chosen.items() if v is not None})
     for n, item in enumerate(clips):
         clip = item.clip
         episode = bench / "episodes" / f"{clip.video_id}.mp4"

@@ -95,19 +95,21 @@ class LatentDiffusion(nn.Module):
                   if null_audio and self.conditioner.audio is not None else None)
         return full, null_video, nulled
 
-    def guided_model_fn(self, sync: torch.Tensor | None, w_video: float, w_audio: float = 1.0):
+    def guided_model_fn(self, sync: torch.Tensor | None, w_video: float, w_audio: float = 1.0, w_sync: float = 1.0):
         """The model as `sampling.guided` calls it, with the sync stream of each of its passes.
 
-        guided stacks the passes [full ; null video (when w_video != 1) ; null audio (when w_audio != 1)]; the
-        stream is the real one for the full and the null-audio passes and zero (the null stream) for the
-        null-video one: the video's guidance then pushes along what the stream adds as well (issue 10's
+        guided stacks the passes [full ; null video (when w_video != 1) ; null audio (when w_audio != 1) ; null
+        sync (when w_sync != 1)]; the stream is the real one for the full and the null-audio passes and zero (the
+        null stream) for the null-video and null-sync ones (the null-sync pass keeps the full context, so its
+        direction is what the stream alone adds): the video's guidance then pushes along what the stream adds as well (issue 10's
         prototype: a zeroed stream in the unconditional branch beat keeping the real one, onset F1 0.22 vs
         0.14). A model without the stream, or no stream given (None: zeros everywhere), is the model itself.
         """
         if self.sync is None or sync is None:
             return self
         b = sync.shape[0]
-        parts = [sync] + ([torch.zeros_like(sync)] if w_video != 1.0 else []) + ([sync] if w_audio != 1.0 else [])
+        parts = [sync] + ([torch.zeros_like(sync)] if w_video != 1.0 else []) + ([sync] if w_audio != 1.0 else []) \
+            + ([torch.zeros_like(sync)] if w_sync != 1.0 else [])
         stacked = torch.cat(parts)
 
         def model_fn(x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
@@ -129,7 +131,8 @@ class LatentDiffusion(nn.Module):
         on top of the random dropout (a clip without a neighbour); `generator` lives on latents.device. A model
         without an audio condition ignores audio_latent. sync [B, W, D_s]: the sync stream's column features
         (None: the null stream, zeros); a row whose video condition is dropped gets the null stream too, as the
-        null-video branch of guidance does. A model without the stream ignores it.
+        null-video branch of guidance does, and with probability p_drop_sync a row gets it alone (the null-sync
+        branch of the sync guidance). A model without the stream ignores it.
         """
         d = self.diffusion
         b, dev = latents.shape[0], latents.device
@@ -150,6 +153,9 @@ class LatentDiffusion(nn.Module):
         ctx = self.context(video_feats, audio, drop_video, drop_audio)
         stream = None
         if self.sync is not None:
+            drop_stream = drop_video
+            if d.p_drop_sync > 0:  # drawn only when asked for, so runs without it keep their random sequence
+                drop_stream = drop_stream | (torch.rand(b, generator=generator, device=dev) < d.p_drop_sync)
             stream = torch.zeros(b, latents.shape[-1], self.sync.dim, device=dev, dtype=latents.dtype) \
-                if sync is None else torch.where(drop_video.view(b, 1, 1), torch.zeros_like(sync), sync)
+                if sync is None else torch.where(drop_stream.view(b, 1, 1), torch.zeros_like(sync), sync)
         return F.mse_loss(self(x_t, t, ctx, stream).float(), target.float())
