@@ -19,6 +19,7 @@ LIMIT="${LIMIT:-42}"
 SEEDS="${SEEDS:-3}"
 PAPER_STEPS="${PAPER_STEPS:-5000}"  # the paper design's fine-tune: as many steps as the shipped model's
 VO_STEPS="${VO_STEPS:-1500}"  # the video-only fine-tune
+SYNC_CURVE="${SYNC_CURVE:-1 2 5}"  # sync guidance weights beside the model's own (seed 0)
 MODEL="src/action2sound/default_model"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$STUDY"
@@ -51,6 +52,9 @@ ev "retrieval baseline" --model "$MODEL" --baseline retrieval --seeds 1
 for steps in 5 10 50; do
   ev "ours, retrieved, $steps steps" --model "$MODEL" --ambient retrieved --seeds 1 --steps "$steps"
 done
+for w in $SYNC_CURVE; do  # the sync guidance curve: the model's own weight is "ours, retrieved"
+  ev "ours, retrieved, sync guidance $w" --model "$MODEL" --ambient retrieved --seeds 1 --sync-guidance "$w"
+done
 
 # The paper's design (no sync stream) and the model without audio condition (our design, video only).
 cmp_model paper "$PAPER_STEPS" "av vae" --init "$RUN/v1/ldm/weights.safetensors" --set sync_stream.enabled=false \
@@ -59,12 +63,16 @@ ev "paper design, retrieved" --model "$STUDY/models/paper" --ambient retrieved -
 ev "paper design, quiet" --model "$STUDY/models/paper" --ambient quiet --seeds "$SEEDS"
 ev "paper design, none" --model "$STUDY/models/paper" --ambient none --seeds "$SEEDS"
 cmp_model videoonly "$VO_STEPS" "av vae sync_encoder" --init "$RUN/ldm/weights.safetensors" --set cond.use_audio=false
-ev "video only (no audio condition)" --model "$STUDY/models/videoonly" --ambient none --seeds "$SEEDS"
+# The video-only model samples with the shipped model's sync guidance (its own manifest leaves it at 1).
+SG=$(.venv/bin/python -c "import json, sys; print(json.load(open(sys.argv[1]))['preset']['diffusion'].get(
+  'sync_guidance_scale', 1.0))" "$MODEL/model.json")
+ev "video only (no audio condition)" --model "$STUDY/models/videoonly" --ambient none --seeds "$SEEDS" \
+  --sync-guidance "$SG"
 
 .venv/bin/python - "$STUDY" "$MODEL" <<'PY'
 import json, sys
 from pathlib import Path
-from action2sound.evaluation.report import markdown_table, plot_steps_curve
+from action2sound.evaluation.report import markdown_table, plot_curve
 from action2sound.weights import read_model_json
 study = Path(sys.argv[1])
 main = ["ours, retrieved", "ours, quiet", "ours, none", "paper design, retrieved", "paper design, quiet",
@@ -74,10 +82,18 @@ load = lambda name: json.loads((study / name / "summary.json").read_text())
 text = "## Main table\n\n" + markdown_table([load(n) for n in main if (study / n / "summary.json").is_file()])
 curve_runs = [load(n) for n in curve if (study / n / "summary.json").is_file()]
 text += "\n## Steps curve (ours, retrieved; 5, 10, 25, 50 steps)\n\n" + markdown_table(curve_runs, groundtruth=False)
+diffusion = read_model_json(sys.argv[2])["preset"]["diffusion"]
 if curve_runs:  # seed 0 of each run: the curve's rows have one seed
-    default_steps = read_model_json(sys.argv[2])["preset"]["diffusion"]["sample_steps"]
-    plot_steps_curve(study / "steps_curve.png", curve_runs, default_steps)
+    plot_curve(study / "steps_curve.png", curve_runs, "steps", diffusion["sample_steps"], "sampler steps", log=True)
     text += "\n![the steps curve, seed 0](steps_curve.png)\n"
+guided = [load(p.parent.name) for p in sorted(study.glob("ours, retrieved, sync guidance */summary.json"))]
+if guided:  # the sync guidance curve, seed 0, with the model's own weight from "ours, retrieved"
+    guided += [load("ours, retrieved")] if (study / "ours, retrieved" / "summary.json").is_file() else []
+    own = diffusion.get("sync_guidance_scale", 1.0)
+    guided.sort(key=lambda s: own if s["settings"].get("sync_guidance") is None else s["settings"]["sync_guidance"])
+    text += "\n## Sync guidance curve (ours, retrieved, seed 0)\n\n" + markdown_table(guided, groundtruth=False)
+    plot_curve(study / "sync_guidance_curve.png", guided, "sync_guidance", own, "sync guidance")
+    text += "\n![the sync guidance curve, seed 0](sync_guidance_curve.png)\n"
 for name in ("ours, retrieved", "paper design, retrieved"):
     if (study / name / "shift.json").is_file():
         s = json.loads((study / name / "shift.json").read_text())

@@ -245,20 +245,24 @@ def _run(env, out, *extra):
                  str(env.index), "--steps", "1", "--fad-embedder", "av", "--device", "cpu", "--quiet", *extra])
 
 
-def test_steps_curve_takes_seed_0_of_each_run_in_step_order(tmp_path):
-    from action2sound.evaluation.report import plot_steps_curve, steps_curve_points
+def test_a_curve_takes_seed_0_of_each_run_in_the_order_of_its_setting(tmp_path):
+    from action2sound.evaluation.report import curve_points, plot_curve
 
-    def run(steps, f1_by_seed, fad):
+    def run(steps, f1_by_seed, fad, w=None):
         per = {str(i): {"onset_f1@50ms": f, "fad": fad + i} for i, f in enumerate(f1_by_seed)}
-        return {"settings": {"steps": steps}, "per_seed": per, "groundtruth": {"onset_f1@50ms": 0.6}}
+        return {"settings": {"steps": steps, "sync_guidance": w}, "per_seed": per,
+                "groundtruth": {"onset_f1@50ms": 0.6}}
 
     runs = [run(50, [0.4], 300.0), run(None, [0.3, 0.9, 0.9], 310.0), run(5, [0.1], 400.0)]
-    pts = steps_curve_points(runs, default_steps=25)
+    pts = curve_points(runs, "steps", 25)
     assert pts["onset_f1@50ms"] == [(5, 0.1), (25, 0.3), (50, 0.4)]  # seed 0, not the 3 seeds' mean
     assert pts["fad"] == [(5, 400.0), (25, 310.0), (50, 300.0)]
     assert pts["onset_ap"] == [] and pts["desync_ms"] == []
-    plot_steps_curve(tmp_path / "steps.png", runs, 25)
+    plot_curve(tmp_path / "steps.png", runs, "steps", 25, "sampler steps", log=True)
     assert (tmp_path / "steps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Another setting, where 1 (the unset default) is a point of its own.
+    guided = [run(None, [0.2], 320.0, 3.0), run(None, [0.1], 330.0), run(None, [0.25], 310.0, 5.0)]
+    assert curve_points(guided, "sync_guidance", 1.0)["onset_f1@50ms"] == [(1.0, 0.1), (3.0, 0.2), (5.0, 0.25)]
 
 
 def test_evaluate_runs_end_to_end_and_resumes(env, tmp_path, capsys):

@@ -79,19 +79,31 @@ def test_uploads_over_the_limits_or_not_video_are_refused_by_name(tmp_path):
         check_upload(wav, ServeSettings())
 
 
+def test_the_sliders_start_at_the_models_own_guidance_weights():
+    from types import SimpleNamespace
+
+    from action2sound.config import override, preset
+    from action2sound.serve import _defaults
+
+    tuned = override(preset("small"), ["diffusion.audio_guidance_scale=3", "diffusion.sync_guidance_scale=2.5"])
+    d = _defaults(SimpleNamespace(pipeline=SimpleNamespace(preset=tuned)))
+    assert (d["audio_guidance"], d["sync_guidance"], d["video_guidance"]) == (3.0, 2.5, 3.0)
+
+
 def test_a_job_writes_only_inside_its_folder_with_a_webm_preview_and_window_progress(a2s, env, tmp_path):
     work = tmp_path / "work"
     video = knock_video(tmp_path / "knock.mp4", seconds=4.0, size=(64, 96))  # 4 s: two 3 s windows
     reference = env.bench / "clips" / "a2s-0-0001" / "a2s-0-0001_narration_pass_1_0.mp4"
     calls = []
     r = run_job(a2s, JobRequest(video, ambient="reference recording", reference=reference, offset=0.5, steps=1,
-                                seed=3), work, ServeSettings(), progress=lambda d, t: calls.append((d, t)))
+                                seed=3, sync_guidance=2.0), work, ServeSettings(), progress=lambda d, t: calls.append((d, t)))
     assert calls[0] == (0, 2) and calls[-1] == (2, 2) and [d for d, _ in calls] == sorted(d for d, _ in calls)
     for p in (r.preview, r.video, r.audio, r.image, r.record):
         assert p.is_file() and work.resolve() in p.resolve().parents
     meta = json.loads(r.record.read_text())
     assert meta["condition"]["mode"] == "file" and meta["condition"]["offset"] == 0.5 and meta["settings"]["seed"] == 3
     assert "reference recording from 0.5 s" in r.summary and r.clips == []
+    assert meta["settings"]["sync_guidance"] == 2.0 and "sync guidance 2," in r.summary
     with av.open(str(r.preview)) as c:
         assert (c.streams.video[0].codec_context.name, c.streams.audio[0].codec_context.name) == ("vp9", "opus")
     assert media.video_duration(r.preview) == pytest.approx(4.0, abs=0.01)

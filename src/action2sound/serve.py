@@ -67,6 +67,7 @@ class JobRequest:
     offset: float = 0.0  # seconds into the reference recording
     video_guidance: float | None = None
     audio_guidance: float | None = None
+    sync_guidance: float | None = None
     steps: int | None = None
     seed: int = 0
 
@@ -161,7 +162,8 @@ def run_job(model, request: JobRequest, workdir: Path, settings: ServeSettings,
     try:
         opts = make_options(ambient=ambient, ambient_offset=float(request.offset or 0.0), seed=int(request.seed),
                             steps=None if request.steps is None else int(request.steps),
-                            video_guidance=request.video_guidance, audio_guidance=request.audio_guidance)
+                            video_guidance=request.video_guidance, audio_guidance=request.audio_guidance,
+                            sync_guidance=request.sync_guidance)
         media.plan_mux(request.video)  # a video that cannot be written fails before the work
         _prune(workdir / "jobs", KEEP_JOBS_S)
         job = workdir / "jobs" / uuid.uuid4().hex[:12]
@@ -185,7 +187,8 @@ def run_job(model, request: JobRequest, workdir: Path, settings: ServeSettings,
     s = result.metadata["settings"]
     summary = (f"**{_name(request.video)}**: {duration:.2f} s, {len(result.metadata.get('windows', []))} window(s); "
                f"ambient {source}; {s['steps']} steps, video guidance {s['video_guidance']:g}, audio guidance "
-               f"{s['audio_guidance']:g}, seed {s['seed']}; {time.perf_counter() - t0:.1f} s.")
+               f"{s['audio_guidance']:g}, sync guidance {s['sync_guidance']:g}, seed {s['seed']}; "
+               f"{time.perf_counter() - t0:.1f} s.")
     return JobResult(preview, paths["video"], paths["audio"], paths["image"], paths["json"], clips, summary)
 
 
@@ -193,8 +196,10 @@ def run_job(model, request: JobRequest, workdir: Path, settings: ServeSettings,
 
 
 def _defaults(model) -> dict[str, float]:
+    """The sliders' starting values: the model's own (the embedded default model stores audio guidance 3)."""
     d = model.pipeline.preset.diffusion
-    return {"steps": int(d.sample_steps), "video_guidance": float(d.guidance_scale), "audio_guidance": 1.0}
+    return {"steps": int(d.sample_steps), "video_guidance": float(d.guidance_scale),
+            "audio_guidance": float(d.audio_guidance_scale), "sync_guidance": float(d.sync_guidance_scale)}
 
 
 def build_app(model, workdir: Path, settings: ServeSettings):
@@ -204,7 +209,7 @@ def build_app(model, workdir: Path, settings: ServeSettings):
     dflt = _defaults(model)
     has_index = model.pipeline.retrieval is not None
 
-    def generate(video, ambient, reference, offset, video_guidance, audio_guidance, steps, seed,
+    def generate(video, ambient, reference, offset, video_guidance, audio_guidance, sync_guidance, steps, seed,
                  progress=gr.Progress()):
         if not video:
             raise gr.Error("upload a video first")
@@ -217,7 +222,7 @@ def build_app(model, workdir: Path, settings: ServeSettings):
             r = run_job(model, JobRequest(
                 video=Path(video), ambient=ambient, reference=Path(reference) if reference else None,
                 offset=offset or 0.0, video_guidance=video_guidance, audio_guidance=audio_guidance,
-                steps=steps, seed=int(seed or 0)), workdir, settings, on_window)
+                sync_guidance=sync_guidance, steps=steps, seed=int(seed or 0)), workdir, settings, on_window)
         except Action2SoundError as err:
             raise gr.Error(str(err)) from None
         return (str(r.preview), str(r.image), r.clips, [str(r.video), str(r.audio), str(r.record)], r.summary)
@@ -243,6 +248,9 @@ def build_app(model, workdir: Path, settings: ServeSettings):
                                            label="Video guidance", elem_id="video-guidance")
                 audio_guidance = gr.Slider(0.0, 5.0, value=dflt["audio_guidance"], step=0.1,
                                            label="Audio guidance (the ambient dial)", elem_id="audio-guidance")
+                sync_guidance = gr.Slider(1.0, 8.0, value=dflt["sync_guidance"], step=0.1,
+                                          label="Sync guidance (the timing dial)", elem_id="sync-guidance",
+                                          visible=getattr(model.pipeline.ldm, "sync", None) is not None)
                 with gr.Row():
                     steps = gr.Slider(1, 100, value=dflt["steps"], step=1, label="Steps", elem_id="steps")
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
@@ -256,7 +264,8 @@ def build_app(model, workdir: Path, settings: ServeSettings):
                                      interactive=False, elem_id="clips")
                 files = gr.File(label="Downloads (mp4, wav, json)", file_count="multiple", interactive=False,
                                 elem_id="downloads")
-        run.click(generate, [video, ambient, reference, offset, video_guidance, audio_guidance, steps, seed],
+        run.click(generate, [video, ambient, reference, offset, video_guidance, audio_guidance, sync_guidance, steps,
+                             seed],
                   [preview, image, clips, files, summary])
     return app, theme
 

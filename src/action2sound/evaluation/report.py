@@ -187,45 +187,49 @@ def markdown_table(summaries: Sequence[dict[str, Any]], groundtruth: bool = True
     return "\n".join(lines) + "\n"
 
 
-STEPS_CURVE = (("onset_f1@50ms", "onset F1 ±50 ms ↑"), ("onset_ap", "onset AP ↑"), ("fad", "FAD ↓"),
-               ("desync_ms", "DeSync ms ↓"))
+CURVE_METRICS = (("onset_f1@50ms", "onset F1 ±50 ms ↑"), ("onset_ap", "onset AP ↑"), ("fad", "FAD ↓"),
+                 ("desync_ms", "DeSync ms ↓"), ("controllability_r", "control r ↑"))
 
 
-def steps_curve_points(summaries: Sequence[dict[str, Any]], default_steps: int) -> dict[str, list[tuple[int, float]]]:
-    """Runs that differ only in sampler steps -> {metric: [(steps, seed 0's value), ...] by steps}.
+def curve_points(summaries: Sequence[dict[str, Any]], setting: str, default: float
+                 ) -> dict[str, list[tuple[float, float]]]:
+    """Runs that differ only in one setting (e.g. "steps") -> {metric: [(value, seed 0's figure), ...] by value}.
 
     Seed 0 for every run, so a run evaluated with more seeds is compared on the same noise as one with a single
-    seed; a run without `settings.steps` used the model's default (`default_steps`)."""
-    points: dict[str, list[tuple[int, float]]] = {k: [] for k, _ in STEPS_CURVE}
+    seed; a run whose settings leave the setting unset used the model's default (`default`)."""
+    points: dict[str, list[tuple[float, float]]] = {k: [] for k, _ in CURVE_METRICS}
     for s in summaries:
-        steps = s["settings"].get("steps") or default_steps
+        value = s["settings"].get(setting)
+        value = default if value is None else value
         seed0 = s.get("per_seed", {}).get("0", {})
-        for k, _ in STEPS_CURVE:
+        for k, _ in CURVE_METRICS:
             if seed0.get(k) is not None:
-                points[k].append((int(steps), float(seed0[k])))
+                points[k].append((value, float(seed0[k])))
     return {k: sorted(v) for k, v in points.items()}
 
 
-def plot_steps_curve(path: Path, summaries: Sequence[dict[str, Any]], default_steps: int) -> None:
-    """One panel per metric of `STEPS_CURVE` against sampler steps (log axis), the ground truth dashed."""
+def plot_curve(path: Path, summaries: Sequence[dict[str, Any]], setting: str, default: float, xlabel: str,
+               log: bool = False) -> None:
+    """One panel per metric of `CURVE_METRICS` against a setting (`curve_points`), the ground truth dashed."""
     from ..plotting import figure, save_png
 
-    points = steps_curve_points(summaries, default_steps)
+    points = curve_points(summaries, setting, default)
     truth = summaries[0]["groundtruth"] if summaries else {}
     fig = figure(2.8)
-    axes = fig.subplots(1, len(STEPS_CURVE))
-    for ax, (k, title) in zip(axes, STEPS_CURVE):
+    axes = fig.subplots(1, len(CURVE_METRICS))
+    for ax, (k, title) in zip(axes, CURVE_METRICS):
         if points[k]:
             x, y = zip(*points[k])
             ax.plot(x, y, "o-")
-            ax.set_xscale("log")
-            ax.minorticks_off()
-            ax.set_xticks(x, [str(v) for v in x])
+            if log:
+                ax.set_xscale("log")
+                ax.minorticks_off()
+            ax.set_xticks(x, [f"{v:g}" for v in x])
         if truth.get(k) is not None and k != "fad":
             ax.axhline(truth[k], ls="--", c="k", lw=0.8, label="ground truth")
             ax.legend(fontsize=7)
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("sampler steps")
+        ax.set_xlabel(xlabel)
     fig.tight_layout()
     save_png(fig, path)
 
