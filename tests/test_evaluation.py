@@ -419,13 +419,23 @@ def test_shift_test_counts_onsets_that_move_with_the_video(env, tmp_path, monkey
     assert still["eligible"] > 0 and still["followed"] == 0 and still["share"] == 0.0
 
     def following(paths, options, conditions):
+        assert (options.ambient, options.sync_guidance, options.steps) == ("random", 2.5, 3)  # the run's settings
         for k, _ in enumerate(paths):
             calls.append(np.array([1.0 + (0.3 if k else 0.0)]))  # the delayed window's onset comes 0.3 s later
         return [Result() for _ in paths]
 
     monkeypatch.setattr(pipe, "generate", following)
-    moved = shift_mod.shift_test(pipe, clips, env.bench, tmp_path / "cache", delays=(0.3,))
+    moved = shift_mod.shift_test(pipe, clips, env.bench, tmp_path / "cache", delays=(0.3,),
+                                 options={"sync_guidance": 2.5, "steps": 3, "ambient": "quiet"})
     assert moved["share"] == 1.0 and moved["eligible"] == still["eligible"]
+
+
+def test_an_evaluation_passes_only_the_settings_it_sets_to_generation():
+    from action2sound.evaluation.runner import EvalSettings
+
+    s = EvalSettings(model="m", data="d", out="o", steps=10, sync_guidance=3.0)
+    assert s.generate_options() == {"steps": 10, "sync_guidance": 3.0}
+    assert EvalSettings(model="m", data="d", out="o", audio_guidance=1.0).generate_options() == {"audio_guidance": 1.0}
 
 
 def test_evaluate_runs_the_shift_test_once_and_keeps_it(env, tmp_path):

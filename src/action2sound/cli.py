@@ -385,7 +385,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     settings = EvalSettings(
         model=args.model, data=args.data, out=args.out, ambient=args.ambient, baseline=args.baseline,
         vocoder=args.vocoder, seeds=args.seeds, limit=args.limit, split=args.split, steps=args.steps,
-        sync_guidance=args.sync_guidance, index=args.index, sync=args.sync, desync=args.desync, shift_test=args.shift_test, fad_embedder=args.fad_embedder, fad_weights=weights, device=args.device,
+        video_guidance=args.video_guidance, audio_guidance=args.audio_guidance, sync_guidance=args.sync_guidance,
+        index=args.index, sync=args.sync, desync=args.desync, shift_test=args.shift_test, fad_embedder=args.fad_embedder, fad_weights=weights, device=args.device,
         batch_size=args.batch_size, label=args.label, progress=not args.quiet)
     with warnings.catch_warnings():
         _one_line_warnings()
@@ -438,6 +439,8 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],
                    help="which clips (default test; a table without that split is used whole)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    p.add_argument("--video-guidance", type=float, help="guidance weight of the video (default: the model's)")
+    p.add_argument("--audio-guidance", type=float, help="guidance weight of the audio condition (default: the model's)")
     p.add_argument("--sync-guidance", type=float, help="guidance weight of the sync stream (default: the model's)")
     p.add_argument("--index", help="retrieval index folder (default MODEL/index)")
     p.add_argument("--shift-test", action="store_true",

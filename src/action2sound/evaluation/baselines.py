@@ -78,11 +78,7 @@ class Generator:
 
     def _generate(self, ctxs: Sequence[ClipContext], seed: int,
                   given: Sequence[Condition | Exception] | None = None) -> list[Output | Exception]:
-        opts = {"ambient": self.s.ambient, "seed": seed, "batch_size": self.s.batch_size}
-        if self.s.steps is not None:
-            opts["steps"] = self.s.steps
-        if self.s.sync_guidance is not None:
-            opts["sync_guidance"] = self.s.sync_guidance
+        opts = {**self.s.generate_options(), "ambient": self.s.ambient, "seed": seed, "batch_size": self.s.batch_size}
         out: list[Output | Exception | None] = [None] * len(ctxs)
         todo = list(range(len(ctxs)))
         if given is not None:  # a condition that failed fails its clip alone

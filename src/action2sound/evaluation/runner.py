@@ -183,8 +183,7 @@ def _shift_test(out: Path, settings: EvalSettings, pipe, clips: list) -> dict[st
     if not (bench / "benchmark.json").is_file():
         raise Action2SoundError(f"--shift-test needs a benchmark folder as --data (its long episodes); got {bench}")
     bar = tqdm(total=len(clips), unit="clip", desc="shift test", disable=not settings.progress, dynamic_ncols=True)
-    result = shift_test(pipe, clips, bench, out / "clips", seed=0, steps=settings.steps,
-                        sync_guidance=settings.sync_guidance,
+    result = shift_test(pipe, clips, bench, out / "clips", seed=0, options=settings.generate_options(),
                         progress=lambda done, total: bar.update(done - bar.n))
     bar.close()
     write_json_atomic(path, result)

@@ -26,8 +26,11 @@ class EvalSettings:
     seeds: int = 1
     limit: int | None = None
     split: str = "test"  # test | val | train | all
+    # Generation settings (None: the model's own); `generate_options` passes them to every output.
     steps: int | None = None
-    sync_guidance: float | None = None  # the sync stream's guidance weight (None: the model's)
+    video_guidance: float | None = None
+    audio_guidance: float | None = None
+    sync_guidance: float | None = None
     index: str | None = None
     sync: str | None = None  # a `train sync` weights file
     # Whose sync encoder measures the DeSync-like offset (a model directory or training run): the same judge for
@@ -56,6 +59,12 @@ class EvalSettings:
             raise Action2SoundError(f"--split must be test, val, train or all, got {self.split!r}")
         if self.ambient not in AMBIENT_MODES and not Path(self.ambient).is_file():
             raise Action2SoundError(f"--ambient {self.ambient}: not one of {', '.join(AMBIENT_MODES)} and no such file")
+
+    def generate_options(self) -> dict[str, int | float]:
+        """The generation settings this run sets (GenerateOptions fields; the others stay the model's)."""
+        chosen = {"steps": self.steps, "video_guidance": self.video_guidance, "audio_guidance": self.audio_guidance,
+                  "sync_guidance": self.sync_guidance}
+        return {k: v for k, v in chosen.items() if v is not None}
 
     @property
     def row_label(self) -> str:

@@ -39,17 +39,17 @@ def delayed_clip(clip: Clip, episode: Path, delay_s: float, episode_seconds: flo
 
 
 def shift_test(pipe: Pipeline, clips: Sequence[EvalClip], bench: str | Path, cache: str | Path, seed: int = 0,
-               steps: int | None = None, sync_guidance: float | None = None, delays: Sequence[float] = DELAYS_S,
+               options: dict[str, Any] | None = None, delays: Sequence[float] = DELAYS_S,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the shift test on benchmark clips -> {"delays": {"+0.3": {"followed", "eligible", "share"}, ...},
-    "followed", "eligible", "share", "clips"}."""
+    "followed", "eligible", "share", "clips"}. options: generation settings (steps, guidance weights) for
+    every output; the ambient is always a random clip of another video, drawn per clip and seed."""
     bench, cache = Path(bench), Path(cache)
     counts = {d: [0, 0] for d in delays}
     seconds: dict[str, float] = {}  # each episode's length, probed once
     used = 0
     rate = pipe.preset.audio.sample_rate
-    chosen = {"steps": steps, "sync_guidance": sync_guidance}
-    options = make_options(ambient="random", seed=seed, **{k: v for k, v in chosen.items() if v is not None})
+    opts = make_options(**{**(options or {}), "ambient": "random", "seed": seed})
     for n, item in enumerate(clips):
         clip = item.clip
         episode = bench / "episodes" / f"{clip.video_id}.mp4"
@@ -63,7 +63,7 @@ def shift_test(pipe: Pipeline, clips: Sequence[EvalClip], bench: str | Path, cac
             continue
         paths = [clip_media(clip, cache)] + [clip_media(c, cache) for c in moved.values()]
         condition = pipe.conditions.random(clip.clip_id, seed, clip.video_id)
-        results = pipe.generate(paths, options, [condition] * len(paths))
+        results = pipe.generate(paths, opts, [condition] * len(paths))
         if any(isinstance(r, Exception) for r in results):
             continue
         onsets = [bm.detect_onsets(fit_wave(r.audio, pipe.preset.audio), rate) for r in results]
