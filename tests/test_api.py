@@ -73,13 +73,16 @@ def test_batch_reports_a_corrupt_file_and_finishes_the_others(env, tmp_path, cap
 def test_result_metadata_flac_and_a_second_audio_track(a2s, env, tmp_path):
     clip = _clip(env, "a2s-0-0001")
     result = a2s.generate(clip, ambient="quiet", seed=3, steps=1, quiet_quantile=0.5, video_guidance=2.0,
-                          audio_guidance=1.5)
+                          audio_guidance=1.5, sync_guidance=1.5)
     paths = result.save(tmp_path, "named", format="flac", keep_original_audio="add")
     assert sorted(p.name for p in paths.values()) == ["named.flac", "named.json", "named.mp4", "named.png"]
     meta = json.loads(paths["json"].read_text())
     s = meta["settings"]
     assert (s["seed"], s["steps"], s["sampler"], s["ambient"]) == (3, 1, "dpm", "quiet")
-    assert (s["video_guidance"], s["audio_guidance"], s["total_guidance"]) == (2.0, 1.5, 2.5)
+    # This test model has the stream but no encoder (the null stream): the sync weight was not used, and the
+    # record says 1 (tests/test_serve.py records a used one).
+    assert meta["sync_stream"] == "null"
+    assert (s["video_guidance"], s["audio_guidance"], s["sync_guidance"], s["total_guidance"]) == (2.0, 1.5, 1.0, 2.5)
     assert s["format"] == "flac" and s["keep_original_audio"] == "add" and s["device"] == "cpu"
     assert len(meta["model"]["hash"]) == 16 and meta["model"]["preset"] == "tiny"
     assert meta["condition"]["clips"][0]["clip_id"].startswith("a2s-0-") and "score" in meta["condition"]["clips"][0]

@@ -40,9 +40,10 @@ def spy(monkeypatch):
                       "sync": None if sync is None else sync.detach().clone()})
         return z
 
-    def guided(model_fn, full, null_video, null_audio, w_video, w_audio=1.0):
-        guidance.append({"full": full.clone(), "null_audio": null_audio, "w_video": w_video, "w_audio": w_audio})
-        return real_guided(model_fn, full, null_video, null_audio, w_video, w_audio)
+    def guided(model_fn, full, null_video, null_audio, w_video, w_audio=1.0, w_sync=1.0):
+        guidance.append({"full": full.clone(), "null_audio": null_audio, "w_video": w_video, "w_audio": w_audio,
+                         "w_sync": w_sync})
+        return real_guided(model_fn, full, null_video, null_audio, w_video, w_audio, w_sync)
 
     monkeypatch.setattr(pipeline, "sample_windows", sample_windows)
     monkeypatch.setattr(sampling, "guided", guided)
@@ -445,7 +446,9 @@ def test_the_sync_stream_reaches_the_sampler_and_moves_with_the_video(tmp_path, 
         path = tmp_path / f"{name}.mp4"
         media.write_video(path, frames, fps=1.0 / dt, frame_times=frame_times, crf=0)  # lossless
         calls.clear()
-        assert _one(pipe_s, path, ambient="none", steps=2).metadata["sync_stream"] == "encoder"
+        meta = _one(pipe_s, path, ambient="none", steps=2, sync_guidance=2.0).metadata
+        assert meta["sync_stream"] == "encoder" and meta["settings"]["sync_guidance"] == 2.0
+        assert spy[1][-1]["w_sync"] == 2.0  # the weight reached the guidance
         (call,) = calls  # the video is a little longer than a window (the last column is padding): 2 windows
         assert call["sync"].shape[1:] == (p.latent_shape[2], p.sync_stream.feature_dim)
         features.append(call["sync"][0])  # the first window, from t = 0

@@ -416,7 +416,9 @@ class Pipeline:
         settings = {k: v for k, v in vars(opts).items()}
         settings["ambient"] = str(opts.ambient)
         settings["device"] = str(self.device)
-        settings["total_guidance"] = opts.video_guidance + opts.audio_guidance - 1.0
+        if job.sync is None:  # no stream to guide: the weight was not used (sample_windows)
+            settings["sync_guidance"] = 1.0
+        settings["total_guidance"] = opts.video_guidance + opts.audio_guidance + settings["sync_guidance"] - 2.0
         # Whether the vocoder's middle stages ran in bf16 (precision "auto" on a CPU with AMX): the same settings
         # give a slightly different wave on a machine without it.
         settings["vocoder_bf16_stages"] = self._vocoder_mixed(opts)
