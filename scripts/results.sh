@@ -15,6 +15,7 @@ A2S=".venv/bin/action2sound"
 RUN="${RUN:-runs/default}"
 BENCH="$RUN/bench"
 STUDY="${STUDY:-runs/results}"
+DESYNC="${DESYNC:-$RUN}"  # whose sync encoder judges the DeSync-like offset: the run's (or the shipped model's)
 LIMIT="${LIMIT:-42}"
 SEEDS="${SEEDS:-3}"
 PAPER_STEPS="${PAPER_STEPS:-5000}"  # the paper design's fine-tune: as many steps as the shipped model's
@@ -26,7 +27,7 @@ mkdir -p "$STUDY"
 
 ev() {  # ev LABEL ARGS...
   local label=$1; shift
-  $A2S evaluate --data "$BENCH" --out "$STUDY/$label" --limit "$LIMIT" --desync "$RUN" --label "$label" \
+  $A2S evaluate --data "$BENCH" --out "$STUDY/$label" --limit "$LIMIT" --desync "$DESYNC" --label "$label" \
     --quiet "$@"
 }
 
