@@ -100,10 +100,11 @@ class LatentDiffusion(nn.Module):
 
         guided stacks the passes [full ; null video (when w_video != 1) ; null audio (when w_audio != 1) ; null
         sync (when w_sync != 1)]; the stream is the real one for the full and the null-audio passes and zero (the
-        null stream) for the null-video and null-sync ones (the null-sync pass keeps the full context, so its
-        direction is what the stream alone adds): the video's guidance then pushes along what the stream adds as well (issue 10's
-        prototype: a zeroed stream in the unconditional branch beat keeping the real one, onset F1 0.22 vs
-        0.14). A model without the stream, or no stream given (None: zeros everywhere), is the model itself.
+        null stream) for the null-video and null-sync ones. The video's guidance then pushes along what the
+        stream adds as well (issue 10's prototype: a zeroed stream in the unconditional branch beat keeping the
+        real one, onset F1 0.22 vs 0.14); the null-sync pass keeps the full context, so the sync guidance pushes
+        along what the stream alone adds. A model without the stream, or no stream given (None: zeros
+        everywhere), is the model itself.
         """
         if self.sync is None or sync is None:
             return self
