@@ -96,7 +96,8 @@ def test_a_job_writes_only_inside_its_folder_with_a_webm_preview_and_window_prog
     reference = env.bench / "clips" / "a2s-0-0001" / "a2s-0-0001_narration_pass_1_0.mp4"
     calls = []
     r = run_job(a2s, JobRequest(video, ambient="reference recording", reference=reference, offset=0.5, steps=1,
-                                seed=3, sync_guidance=2.0), work, ServeSettings(), progress=lambda d, t: calls.append((d, t)))
+                                seed=3, sync_guidance=2.0), work, ServeSettings(),
+                progress=lambda d, t: calls.append((d, t)))
     assert calls[0] == (0, 2) and calls[-1] == (2, 2) and [d for d, _ in calls] == sorted(d for d, _ in calls)
     for p in (r.preview, r.video, r.audio, r.image, r.record):
         assert p.is_file() and work.resolve() in p.resolve().parents

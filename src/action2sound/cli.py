@@ -283,7 +283,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     options = {k: v for k, v in dict(
         ambient=args.ambient, ambient_offset=args.ambient_offset, seed=args.seed, steps=args.steps,
         sampler=args.sampler, video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
-        sync_guidance=args.sync_guidance, overlap=args.overlap, batch_size=args.batch_size, precision=args.precision).items() if v is not None}
+        sync_guidance=args.sync_guidance, overlap=args.overlap, batch_size=args.batch_size,
+        precision=args.precision).items() if v is not None}
     # Everything that needs no model is checked before loading one: the numbers, the output folder and names.
     opts = make_options(**options)
     plan_outputs(args.inputs, args.out, format=args.format, container=args.container, ambient=opts.ambient)
