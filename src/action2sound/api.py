@@ -65,8 +65,8 @@ class Action2Sound:
         """Sound for one video -> GenerationResult (.audio float32 [samples], .sample_rate, .metadata, .save()).
 
         ambient: one of conditions.AMBIENT_MODES (retrieved, quiet, random, none) or an audio/video file; other
-        options as GenerateOptions (ambient_offset, steps, sampler, video_guidance, audio_guidance, overlap,
-        batch_size, ...).
+        options as GenerateOptions (ambient_offset, steps, sampler, video_guidance, audio_guidance,
+        sync_guidance, overlap, batch_size, ...).
         """
         (result,) = self.generate_many([video], ambient=ambient, seed=seed, **options)
         if isinstance(result, Exception):
