@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--ambient", help="ambient condition (default: the default, retrieved; `none` with --preset)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     ap.add_argument("--precision", choices=PRECISIONS, default="auto")
+    ap.add_argument("--sync-guidance", type=float, help="sync guidance weight (default: the model's; 1 saves a pass)")
     ap.add_argument("--compare-steps", type=int, nargs="*", default=[], help="also run these step counts")
     ap.add_argument("--vocoder", default="auto", choices=VOCODERS, help="load_pipeline's vocoder (default auto)")
     ap.add_argument("--compare-vocoder", choices=VOCODERS,
@@ -97,7 +98,8 @@ def main() -> None:
         pipe = load_pipeline(args.model, device=args.device, vocoder=args.vocoder)
         what = f"model {args.model.name}"
     ambient = args.ambient or ("none" if args.preset else GenerateOptions().ambient)
-    opts = GenerateOptions(ambient=ambient, steps=args.steps, precision=args.precision)
+    opts = GenerateOptions(ambient=ambient, steps=args.steps, precision=args.precision,
+                           sync_guidance=args.sync_guidance)
     resolved = opts.resolved(pipe.preset)
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video or test_video(Path(tmp) / "test_video.mp4")
@@ -106,7 +108,8 @@ def main() -> None:
         runs = [generate(pipe, video, opts) for _ in range(args.runs)]
         seconds, timings, audio, cpu = min(runs, key=lambda r: r[0])
         vocoder = type(pipe.vocoder).__name__ if pipe.vocoder is not None else "Griffin-Lim"
-        print(f"{what}, {resolved.sampler} {resolved.steps} steps, guidance {resolved.video_guidance}, ambient "
+        print(f"{what}, {resolved.sampler} {resolved.steps} steps, guidance {resolved.video_guidance} (sync "
+              f"{resolved.sync_guidance}), ambient "
               f"{ambient}, {args.precision}, vocoder {vocoder}, device {pipe.device}, "
               f"torch threads {torch.get_num_threads()}")
         print(f"video {video.name if args.video else 'synthetic test video'}: {duration:.2f} s -> "
