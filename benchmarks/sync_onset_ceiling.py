@@ -1,0 +1,68 @@
+"""How well the sync stream alone places onsets: its encoder's onset head, peak-picked, against the contacts.
+
+    .venv/bin/python benchmarks/sync_onset_ceiling.py --data runs/default/bench --limit 42
+
+For each benchmark clip the model's sync encoder reads the clip's frames at `sync_frame_times`, its linear
+onset head (SyncEncoder.onset_logits) gives a probability per latent column, and every local peak above a
+threshold is an onset at its column's centre time. The onsets are scored like generated audio's
+(benchmark_metrics.contact_onset_score, ±50 ms against the visible contacts). No diffusion, no audio: what
+the stream knows about *when*, the figure the ldm's onset F1 can be compared with (docs/RESULTS.md, session 7:
+0.58 at threshold 0.3 for the shipped model, where the ldm reached 0.318 without sync guidance).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from action2sound import media
+from action2sound.benchmark.groundtruth import load_clip_groundtruth
+from action2sound.errors import Action2SoundError
+from action2sound.evaluation import benchmark_metrics as bm
+from action2sound.evaluation.clips import load_eval_clips
+from action2sound.models.sync_stream import column_times
+from action2sound.weights import default_model_dir, load_sync_encoder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(default_model_dir()), help="model directory (default: the embedded one)")
+    ap.add_argument("--data", required=True, help="a benchmark folder (its test clips and ground truth)")
+    ap.add_argument("--limit", type=int, default=42, help="the first N test clips (default 42, the study's)")
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5])
+    args = ap.parse_args()
+    enc, _ = load_sync_encoder(args.model)
+    if enc is None or enc.onset is None:
+        raise SystemExit(f"{args.model}: no sync encoder with an onset head (sync_stream.onset_weight > 0)")
+    enc.eval()
+    clips = [c for c in load_eval_clips(args.data, limit=args.limit) if c.groundtruth is not None]
+    if not clips:
+        raise SystemExit(f"{args.data}: no clips with ground truth; pass a benchmark folder")
+    centres = column_times(enc.profile, enc.audio.downsample, enc.columns)
+    probs, events, seconds = [], [], []
+    for item in clips:
+        c = item.clip
+        frames = media.read_frames_at(c.media_path, c.media_start + enc.frame_times, size=enc.cfg.size,
+                                      resize="squash")
+        with torch.no_grad():
+            probs.append(torch.sigmoid(enc.onset_logits(enc.video_features(torch.from_numpy(frames)[None])))[0].numpy())
+        events.append(load_clip_groundtruth(item.groundtruth).events)
+        seconds.append(c.duration)
+    print(f"{len(clips)} clips of {args.data}, sync encoder of {args.model}")
+    for thr in args.thresholds:
+        hits = n_ref = n_est = 0
+        for p, ev, dur in zip(probs, events, seconds):
+            peaks = [j for j in range(1, len(p) - 1) if p[j] >= thr and p[j] >= p[j - 1] and p[j] > p[j + 1]]
+            s = bm.contact_onset_score([centres[j] for j in peaks if centres[j] < dur], ev, dur)
+            hits, n_ref, n_est = hits + s.hits, n_ref + s.n_reference, n_est + s.n_estimated
+        f1 = 2 * hits / (n_ref + n_est) if n_ref + n_est else float("nan")
+        print(f"threshold {thr:.2f}: onset F1 ±50 ms {f1:.3f} ({hits} hits, {n_ref} contacts, {n_est} onsets)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Action2SoundError as err:
+        raise SystemExit(f"error: {err}") from None
