@@ -17,13 +17,14 @@ import argparse
 import numpy as np
 import torch
 
-from action2sound import media
 from action2sound.benchmark.groundtruth import load_clip_groundtruth
+from action2sound.config import preset_from_dict
+from action2sound.data.store import decode_clip
 from action2sound.errors import Action2SoundError
 from action2sound.evaluation import benchmark_metrics as bm
 from action2sound.evaluation.clips import load_eval_clips
 from action2sound.models.sync_stream import column_times
-from action2sound.weights import default_model_dir, load_sync_encoder
+from action2sound.weights import default_model_dir, load_sync_encoder, read_model_json
 
 
 def main() -> None:
@@ -37,6 +38,7 @@ def main() -> None:
     if enc is None or enc.onset is None:
         raise SystemExit(f"{args.model}: no sync encoder with an onset head (sync_stream.onset_weight > 0)")
     enc.eval()
+    preset = preset_from_dict(read_model_json(args.model)["preset"])
     clips = [c for c in load_eval_clips(args.data, limit=args.limit) if c.groundtruth is not None]
     if not clips:
         raise SystemExit(f"{args.data}: no clips with ground truth; pass a benchmark folder")
@@ -44,8 +46,7 @@ def main() -> None:
     probs, events, seconds = [], [], []
     for item in clips:
         c = item.clip
-        frames = media.read_frames_at(c.media_path, c.media_start + enc.frame_times, size=enc.cfg.size,
-                                      resize="squash")
+        frames = decode_clip(c, preset, frames=False, audio=False, sync=True)["sync_frames"]  # as training read them
         with torch.no_grad():
             probs.append(torch.sigmoid(enc.onset_logits(enc.video_features(torch.from_numpy(frames)[None])))[0].numpy())
         events.append(load_clip_groundtruth(item.groundtruth).events)

@@ -174,6 +174,18 @@ def _trained_like_ldm(p):
     return ldm
 
 
+def _guidance_inputs():
+    """A trained-like tiny ldm and what its guided passes take: x_t, t, the full and null contexts, a stream."""
+    p = preset("tiny")
+    ldm = _trained_like_ldm(p)
+    x = torch.randn(2, *p.latent_shape)
+    t = torch.tensor([10, 500])
+    full = ldm.context(torch.randn(2, p.video.num_frames, p.av.video_hidden), None, batch_size=2)
+    null = ldm.context(None, None, batch_size=2)
+    sync = torch.randn(2, p.latent_shape[2], p.sync_stream.feature_dim)
+    return ldm, x, t, full, null, sync
+
+
 @pytest.mark.parametrize("p_drop_video", [0.0, 1.0])
 def test_loss_feeds_the_stream_and_drops_it_with_the_video(p_drop_video):
     p = preset("tiny")
@@ -198,13 +210,7 @@ def test_loss_feeds_the_stream_and_drops_it_with_the_video(p_drop_video):
 def test_guidance_gives_the_null_video_branch_the_zero_stream(w_audio):
     from action2sound.sampling import guided
 
-    p = preset("tiny")
-    ldm = _trained_like_ldm(p)
-    x = torch.randn(2, *p.latent_shape)
-    t = torch.tensor([10, 500])
-    full = ldm.context(torch.randn(2, p.video.num_frames, p.av.video_hidden), None, batch_size=2)
-    null = ldm.context(None, None, batch_size=2)
-    sync = torch.randn(2, p.latent_shape[2], p.sync_stream.feature_dim)
+    ldm, x, t, full, null, sync = _guidance_inputs()
     w = 3.0
     with torch.no_grad():
         got = guided(ldm.guided_model_fn(sync, w, w_audio), full, null, full, w, w_audio)(x, t)
@@ -451,13 +457,7 @@ def test_sync_guidance_pushes_along_what_the_stream_alone_adds(w_video, w_audio)
     """The sync term is the full pass against the full context with the null stream: + (w_s - 1)(f - s0)."""
     from action2sound.sampling import guided
 
-    p = preset("tiny")
-    ldm = _trained_like_ldm(p)
-    x = torch.randn(2, *p.latent_shape)
-    t = torch.tensor([10, 500])
-    full = ldm.context(torch.randn(2, p.video.num_frames, p.av.video_hidden), None, batch_size=2)
-    null = ldm.context(None, None, batch_size=2)
-    sync = torch.randn(2, p.latent_shape[2], p.sync_stream.feature_dim)
+    ldm, x, t, full, null, sync = _guidance_inputs()
     w_sync = 2.5
     with torch.no_grad():
         got = guided(ldm.guided_model_fn(sync, w_video, w_audio, w_sync), full, null, full, w_video, w_audio,

@@ -99,7 +99,7 @@ def sample_windows(
         return sampling.sample_release(sampling.release_guided(ldm, full, options.video_guidance),
                                        (b, *preset.latent_shape), options.sampler, options.steps,
                                        noise=noise.to(dev), diffusion=preset.diffusion, device=dev)
-    w_sync = options.sync_guidance if sync is not None and getattr(ldm, "sync", None) is not None else 1.0
+    w_sync = options.sync_guidance if sync is not None else 1.0
     model_fn = ldm if sync is None else ldm.guided_model_fn(sync.to(dev), options.video_guidance, w_audio, w_sync)
     denoiser = sampling.guided(model_fn, full, null_video, null_audio, options.video_guidance, w_audio, w_sync)
     return sampling.sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
@@ -206,6 +206,8 @@ class Pipeline:
         progress(done, total) is called as windows are sampled (all videos' windows together).
         """
         opts = options.resolved(self.preset)
+        if self.sync_encoder is None:  # no stream to guide (sample_windows gets none): the record says so
+            opts = replace(opts, sync_guidance=1.0)
         if conditions is not None and len(conditions) != len(videos):
             raise Action2SoundError(f"generate got {len(conditions)} conditions for {len(videos)} videos; "
                                     "pass one per video or none")
@@ -416,9 +418,7 @@ class Pipeline:
         settings = {k: v for k, v in vars(opts).items()}
         settings["ambient"] = str(opts.ambient)
         settings["device"] = str(self.device)
-        if job.sync is None:  # no stream to guide: the weight was not used (sample_windows)
-            settings["sync_guidance"] = 1.0
-        settings["total_guidance"] = opts.video_guidance + opts.audio_guidance + settings["sync_guidance"] - 2.0
+        settings["total_guidance"] = opts.video_guidance + opts.audio_guidance + opts.sync_guidance - 2.0
         # Whether the vocoder's middle stages ran in bf16 (precision "auto" on a CPU with AMX): the same settings
         # give a slightly different wave on a machine without it.
         settings["vocoder_bf16_stages"] = self._vocoder_mixed(opts)
