@@ -8,6 +8,11 @@ threshold is an onset at its column's centre time. The onsets are scored like ge
 (benchmark_metrics.contact_onset_score, ±50 ms against the visible contacts). No diffusion, no audio: what
 the stream knows about *when*, the figure the ldm's onset F1 can be compared with (docs/RESULTS.md, session 7:
 0.58 at threshold 0.3 for the shipped model, where the ldm reached 0.318 without sync guidance).
+
+With a timbre head (sync_stream.timbre_weight > 0) it also says what the stream knows about *what*: at each
+visible contact's column the head's predicted spectral shape is classified by the nearest kind centroid, the
+centroids being the mean true shapes (SyncEncoder.timbre_target of the action track) of the benchmark's train
+contacts; the same classifier on the test contacts' true shapes is this measure's ceiling, 1 / kinds its chance.
 """
 
 from __future__ import annotations
@@ -60,6 +65,49 @@ def main() -> None:
             hits, n_ref, n_est = hits + s.hits, n_ref + s.n_reference, n_est + s.n_estimated
         f1 = 2 * hits / (n_ref + n_est) if n_ref + n_est else float("nan")
         print(f"threshold {thr:.2f}: onset F1 ±50 ms {f1:.3f} ({hits} hits, {n_ref} contacts, {n_est} onsets)")
+    if enc.timbre is not None:
+        kind_from_timbre(enc, preset, args.data, clips)
+
+
+def contact_shapes(enc, preset, item, predict: bool) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(kind, true shape [n_mels], predicted shape or None) of each visible contact inside the clip, at the
+    column whose span holds the contact."""
+    c = item.clip
+    d = decode_clip(c, preset, frames=False, audio=True, sync=predict, onset_track=True)
+    centres = column_times(enc.profile, enc.audio.downsample, enc.columns)
+    with torch.no_grad():
+        true = enc.timbre_target(torch.from_numpy(d["onset_mel"])[None])[0][0].numpy()
+        pred = enc.timbre_prediction(enc.video_features(torch.from_numpy(d["sync_frames"])[None]))[0].numpy() \
+            if predict else None
+    out = []
+    for e in load_clip_groundtruth(item.groundtruth).events:
+        if e.get("onscreen") and 0.0 <= e["time"] < c.duration:
+            j = int(np.argmin(np.abs(centres - e["time"])))
+            if enc.lo <= j < enc.hi:
+                out.append((str(e["kind"]), true[j], None if pred is None else pred[j]))
+    return out
+
+
+def kind_from_timbre(enc, preset, data: str, test_clips) -> None:
+    train = [c for c in load_eval_clips(data, split="train") if c.groundtruth is not None]
+    shapes: dict[str, list[np.ndarray]] = {}
+    for item in train:
+        for kind, true, _ in contact_shapes(enc, preset, item, predict=False):
+            shapes.setdefault(kind, []).append(true)
+    kinds = sorted(shapes)
+    centroids = np.stack([np.mean(shapes[k], axis=0) for k in kinds])
+
+    def nearest(x: np.ndarray) -> str:
+        return kinds[int(np.argmin(((centroids - x) ** 2).sum(axis=1)))]
+
+    got = [r for item in test_clips for r in contact_shapes(enc, preset, item, predict=True)]
+    if not got:
+        print("no visible contacts in the test clips: no kind measure")
+        return
+    video = np.mean([nearest(p) == k for k, _, p in got])
+    truth = np.mean([nearest(t) == k for k, t, _ in got])
+    print(f"kind from the timbre head: {video:.3f} of {len(got)} contacts (the true shapes: {truth:.3f}; "
+          f"chance {1 / len(kinds):.3f}, {len(kinds)} kinds from {sum(map(len, shapes.values()))} train contacts)")
 
 
 if __name__ == "__main__":

@@ -136,6 +136,89 @@ def test_onset_head_learns_when_on_toy_clips_and_follows_a_shift():
     torch.testing.assert_close(moved[:, inner], before[:, enc.lo:enc.hi - 4], atol=1e-4, rtol=1e-4)
 
 
+def with_timbre(p, weight: float = 1.0):
+    return dataclasses.replace(p, sync_stream=dataclasses.replace(p.sync_stream, timbre_weight=weight))
+
+
+def test_timbre_target_is_the_shape_of_the_sound_that_starts_in_a_column():
+    p = with_timbre(preset("tiny"))
+    enc = SyncEncoder(p)
+    w, ds, n_mels = p.latent_shape[2], p.vae.downsample, p.audio.n_mels
+    frames = p.audio.num_frames + p.audio.right_pad_frames
+    spectrum = torch.linspace(0.3, 0.9, n_mels)  # a sound brighter towards the top
+    mel = torch.full((2, n_mels, frames), 0.2)
+    mel[1, :, 5 * ds:] = spectrum[:, None]  # starts at column 5, lasts
+    mel[1, :, 7 * ds:] = 0.2  # ... two columns
+    shape, weight = enc.timbre_target(mel)
+    assert shape.shape == (2, w, n_mels) and weight.shape == (2, w)
+    assert not weight[0].any()  # steady: nothing starts
+    torch.testing.assert_close(weight[1], torch.eye(w)[5])
+    # Column 5 looks four columns ahead: two of the sound, two of the floor; less its loudest bin.
+    ahead = (2 * spectrum + 2 * 0.2) / 4
+    torch.testing.assert_close(shape[1, 5], ahead - ahead.max())
+    torch.testing.assert_close(shape[1, 5] - shape[1, 5].max(), shape[1, 5])
+    with pytest.raises(ValueError, match="timbre head"):
+        SyncEncoder(preset("tiny")).timbre_prediction(torch.zeros(1, w, p.sync_stream.feature_dim))
+
+
+def test_the_timbre_head_learns_what_a_flash_sounds_like_from_its_colour():
+    """Toy kinds (a red flash rings at 300 Hz, a blue one at 3 kHz): trained on the stage's whole objective, the
+    head's shapes at held-out onsets tell the two apart, which needs the colour (the timing is the same)."""
+    from sync_factory import TOY_TONES_HZ, toy_clips
+
+    p = with_timbre(preset("tiny"))
+    frames, mel = toy_clips(p, 48, seed=0, kinds=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        enc = SyncEncoder(p)
+    assert not enc.timbre.weight.any()  # starts at zero: the features are not pushed about by a random head
+    opt = torch.optim.AdamW(enc.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        idx = torch.randint(0, len(frames), (8,), generator=g)
+        loss = enc.loss(frames[idx], mel[idx], g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test_frames, test_mel = toy_clips(p, 16, seed=7, kinds=True)
+    with torch.no_grad():
+        shape, weight = enc.timbre_target(test_mel)
+        pred = enc.timbre_prediction(enc.eval().video_features(test_frames))
+    starts = weight[:, enc.lo:enc.hi] > 0
+    true, got = shape[:, enc.lo:enc.hi][starts], pred[:, enc.lo:enc.hi][starts]
+    assert len(true) >= 15
+    # Which tone: the mel bin of 300 Hz against that of 3 kHz, in the true shape and in the prediction.
+    from action2sound.mel import mel_basis
+
+    fb = torch.tensor(mel_basis(p.audio))  # [n_mels, bins]
+    hz = torch.linspace(0, p.audio.sample_rate / 2, fb.shape[1])
+    low, high = (int(fb[:, int(torch.argmin((hz - f).abs()))].argmax()) for f in TOY_TONES_HZ)
+    true_low, got_low = true[:, low] > true[:, high], got[:, low] > got[:, high]
+    assert 0.2 < true_low.float().mean() < 0.8  # both kinds among the held-out onsets
+    assert (true_low == got_low).float().mean() >= 0.85
+    mean = shape[:, enc.lo:enc.hi][starts].mean(dim=0)
+    r2 = 1 - (true - got).pow(2).sum() / (true - mean).pow(2).sum()
+    assert r2 > 0.5, float(r2)
+
+
+def test_a_sync_encoder_without_the_timbre_head_starts_a_fine_tune_with_one():
+    from action2sound.errors import Action2SoundError
+    from action2sound.training.sync_encoder import SyncEncoderStage
+
+    p = preset("tiny")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        old = SyncEncoder(p).state_dict()
+    stage = SyncEncoderStage(with_timbre(p), p.train.sync_encoder, 0, 1)
+    stage.init_from(old, "an encoder without the head")
+    got = stage.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in old.items())
+    assert not got["timbre.weight"].any()
+    broken = {k: v for k, v in old.items() if not k.startswith("video.cnn.0")}
+    with pytest.raises(Action2SoundError):
+        stage.init_from(broken, "an encoder without its first layer")
+
+
 def test_parabola_refines_the_best_shift():
     scores = torch.tensor([[0.0, 0.5, 1.0, 0.5, 0.0], [0.0, 0.0, 1.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
     est = offset_from_scores(scores, 2)

@@ -240,6 +240,12 @@ class SyncStreamConfig:
     # predicted the sound's rise no better on a clip's own columns than on another clip's (r 0.007 vs
     # -0.014, held-out videos, benchmarks/probe_sync_stream.py), while the raw motion numbers reached r 0.15: the contrast did not keep *when*.
     onset_weight: float = 0.0
+    # Weight of the timbre loss (SyncEncoder.timbre_loss): a linear head on the same column features must
+    # predict the spectral shape of the sound that starts there (the onset target's mel over the next
+    # TIMBRE_COLUMNS columns, relative to its loudest bin), weighted by how much the sound rises. The onset head
+    # teaches the stream *when*; this one *what* (which object is struck: the sound's timbre), self-supervised
+    # from the same track. 0: no head (encoders saved before it existed).
+    timbre_weight: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Each clip is decoded at the sync stream's dense frame times (`sync_frame_times`, >= 15 fps) with its
 normalised mel; the loss asks the video of a randomly placed crop of latent columns to pick its own audio
 among the same clip's audio at other shifts (SyncEncoder.offset_loss), and, with sync_stream.onset_weight > 0,
-a linear head on the video's column features must predict where the sound rises (SyncEncoder.onset_loss) —
+a linear head on the video's column features must predict where the sound rises (SyncEncoder.onset_loss), with
+sync_stream.timbre_weight > 0 another what the rising sound's spectrum looks like (SyncEncoder.timbre_loss) —
 the sound of the video's action track where one lies beside it (`data.store.action_track`: the benchmark's
 episodes have one), else the clip's own. Frames are flipped left-right and up-down at random (timing does not
 change; the training set's few scenes stop being learnable by heart). Randomness comes from the stage's
@@ -13,7 +14,10 @@ Validation, on held-out clips (all measured by the same estimator that scores ge
 - `val/shift_accuracy`: the true shift wins among the 2S + 1 of the centre crop;
 - `val/offset_ms`: median |estimated offset| of the aligned audio (ms; 0 is perfect);
 - `val/offset_error_ms@+k`: median |estimate - truth| when the mel is moved k columns late (k = KNOWN_SHIFT);
-- `val/onset_r`: correlation of the onset head with the rise of the onset target's sound per column.
+- `val/onset_r`: correlation of the onset head with the rise of the onset target's sound per column;
+- `val/timbre_r`: correlation of the timbre head with the spectral shape of the sounds that start (the columns
+  SyncEncoder.timbre_target weighs), both less the mean shape of those columns, so that predicting the average
+  sound scores 0.
 """
 
 from __future__ import annotations
@@ -63,9 +67,17 @@ class SyncEncoderStage(StageModule):
         self.model = SyncEncoder(preset)
         self._val: list[torch.Tensor] = []
         self._onsets: list[torch.Tensor] = []
+        self._timbres: list[torch.Tensor] = []
 
     def trainable(self) -> torch.nn.Module:
         return self.model
+
+    def init_from(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """Start from an encoder's weights; a head these weights lack (an encoder trained before the timbre head
+        existed) starts from its own initialisation, every other key strict."""
+        own = self.model.state_dict()
+        fresh = {k: v for k, v in own.items() if k.split(".")[0] in ("onset", "timbre") and k not in tensors}
+        super().init_from({**tensors, **fresh}, source)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         g = self.step_generator("cpu")
@@ -75,7 +87,7 @@ class SyncEncoderStage(StageModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val, self._onsets = [], []
+        self._val, self._onsets, self._timbres = [], [], []
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         m = self.model
@@ -88,6 +100,11 @@ class SyncEncoderStage(StageModule):
         if m.onset is not None:  # the onset head's predictions and targets between the edge margins
             self._onsets.append(torch.stack([m.onset_logits(video)[:, m.lo:m.hi].flatten(),
                                              m.onset_target(batch["onset_mel"])[:, m.lo:m.hi].flatten()]).float().cpu())
+        if m.timbre is not None:  # predicted and true shapes of the columns where a sound starts
+            shape, weight = m.timbre_target(batch["onset_mel"])
+            starts = weight[:, m.lo:m.hi] > 0
+            pred = m.timbre_prediction(video)[:, m.lo:m.hi]
+            self._timbres.append(torch.stack([pred[starts], shape[:, m.lo:m.hi][starts]]).float().cpu())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:
@@ -101,7 +118,13 @@ class SyncEncoderStage(StageModule):
         if self._onsets:  # correlation of the onset head with the sound's rise on held-out clips
             o = torch.cat(self._onsets, dim=1)
             self.log("val/onset_r", float(torch.corrcoef(o)[0, 1].nan_to_num(0.0)))
-        self._val, self._onsets = [], []
+        if self._timbres:
+            pred, true = torch.cat(self._timbres, dim=1)  # [n, n_mels] each
+            if len(true) > 1:
+                mean = true.mean(dim=0, keepdim=True)
+                r = torch.corrcoef(torch.stack([(pred - mean).flatten(), (true - mean).flatten()]))[0, 1]
+                self.log("val/timbre_r", float(r.nan_to_num(0.0)))
+        self._val, self._onsets, self._timbres = [], [], []
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
