@@ -18,6 +18,7 @@ contacts; the same classifier on the test contacts' true shapes is this measure'
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,12 +30,12 @@ from action2sound.errors import Action2SoundError
 from action2sound.evaluation import benchmark_metrics as bm
 from action2sound.evaluation.clips import load_eval_clips
 from action2sound.models.sync_stream import column_times
-from action2sound.weights import default_model_dir, load_sync_encoder, read_model_json
+from action2sound.weights import default_model_dir, load_sync_encoder, read_model_json, read_weights_preset
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(default_model_dir()), help="model directory (default: the embedded one)")
+    ap.add_argument("--model", default=str(default_model_dir()), help="model directory or training run (default: the embedded model)")
     ap.add_argument("--data", required=True, help="a benchmark folder (its test clips and ground truth)")
     ap.add_argument("--limit", type=int, default=42, help="the first N test clips (default 42, the study's)")
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5])
@@ -43,7 +44,9 @@ def main() -> None:
     if enc is None or enc.onset is None:
         raise SystemExit(f"{args.model}: no sync encoder with an onset head (sync_stream.onset_weight > 0)")
     enc.eval()
-    preset = preset_from_dict(read_model_json(args.model)["preset"])
+    model = Path(args.model)
+    preset = preset_from_dict(read_model_json(model)["preset"]) if (model / "model.json").is_file() else \
+        read_weights_preset(model / "sync_encoder" / "weights.safetensors", "sync_encoder")  # a training run
     clips = [c for c in load_eval_clips(args.data, limit=args.limit) if c.groundtruth is not None]
     if not clips:
         raise SystemExit(f"{args.data}: no clips with ground truth; pass a benchmark folder")

@@ -3,6 +3,7 @@ the offset estimator, the UNet injection, and that models saved without it load 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -350,6 +351,61 @@ def test_a_model_trained_without_the_stream_starts_a_fine_tune_with_it_unchanged
     bad = {**state, "unet.conv_in.weight": state["unet.conv_in.weight"][:, :2]}
     with pytest.raises(Exception, match="conv_in"):
         stage.init_from(bad, "test")
+
+
+def test_deep_injection_reads_each_level_at_its_own_columns():
+    from action2sound.models.sync_stream import at_width
+
+    s = torch.arange(33.0).view(1, 1, 33)
+    assert torch.equal(at_width(s, 33), s)
+    assert at_width(s, 17)[0, 0].tolist() == list(range(0, 33, 2))
+    assert at_width(s, 9)[0, 0].tolist() == list(range(0, 33, 4))
+    assert at_width(s, 5)[0, 0].tolist() == [0, 8, 16, 24, 32]
+    # The tiny UNet's levels: every resnet block's output width is one of these, and the stride-2 convolutions
+    # centre output column k on input column 2k.
+    conv = torch.nn.Conv2d(1, 1, 3, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = 1.0  # the centre tap: a picker
+        torch.testing.assert_close(conv(s.view(1, 1, 1, 33))[0, 0, 0], at_width(s, 17)[0, 0])
+
+
+def test_deep_injection_starts_as_the_model_it_was_given_and_the_null_stream_changes_nothing():
+    """`train ldm --init` of a model with the stream at the input alone into one with deep injection: the same
+    function until the projections move; once they have, the stream matters at every level, the null stream
+    still changes nothing, and a change of the stream in one column moves the output most near that column."""
+    from action2sound.config import StageTrainConfig
+    from action2sound.training.ldm import LDMStage
+
+    p = preset("tiny")
+    deep = dataclasses.replace(p, sync_stream=dataclasses.replace(p.sync_stream, deep=True))
+    shallow = _trained_like_ldm(p)
+    stage = LDMStage(deep, StageTrainConfig())
+    stage.init_from(shallow.state_dict(), "test")
+    model = stage.model.eval()
+    assert len(model.sync.deep) == sum(type(m).__name__ == "ResnetBlock2D" for m in model.unet.modules())
+    x = torch.randn(2, *p.latent_shape)
+    t = torch.tensor([10, 500])
+    w = p.latent_shape[2]
+    with torch.no_grad():
+        ctx = shallow.context(None, None, batch_size=2)
+        sync = torch.randn(2, w, p.sync_stream.feature_dim)
+        torch.testing.assert_close(model(x, t, ctx, sync), shallow(x, t, ctx, sync))
+        model.unet.conv_in.weight[:, p.latent_shape[0]:] = 0.0  # the input channels out of the way
+        for proj in model.sync.deep:
+            proj.weight.normal_(0.0, 0.1)
+        torch.testing.assert_close(model(x, t, ctx, None), shallow(x, t, ctx, None))  # null: no change
+        base = model(x, t, ctx, sync)
+        moved = sync.clone()
+        moved[:, w // 2] = torch.randn(2, p.sync_stream.feature_dim)
+        change = (model(x, t, ctx, moved) - base).abs().sum(dim=(0, 1, 2))  # [W]
+    assert change[w // 2 - 1: w // 2 + 2].sum() > change[:4].sum() + change[-4:].sum()
+    twin = copy.deepcopy(model)  # hooks its own projections, not the original's
+    with torch.no_grad():
+        for proj in twin.sync.deep:
+            proj.weight.zero_()
+        torch.testing.assert_close(twin(x, t, ctx, sync), twin(x, t, ctx, None))  # the copy's stream is gone...
+        torch.testing.assert_close(model(x, t, ctx, sync), base)  # ... and the original's still there
 
 
 def test_a_video_only_model_starts_from_an_audio_conditioned_one_without_its_audio_weights():

@@ -174,6 +174,17 @@ def test_stages_of_different_presets_do_not_merge():
         merge_presets({"ldm": TINY, "vocoder": preset("paper")})
 
 
+def test_the_merged_sync_stream_takes_the_encoders_heads_and_the_ldms_injection():
+    stream = TINY.sync_stream
+    ldm = dataclasses.replace(TINY, sync_stream=dataclasses.replace(stream, deep=True))
+    enc = dataclasses.replace(TINY, sync_stream=dataclasses.replace(stream, timbre_weight=5.0, temperature=0.2))
+    merged = merge_presets({"ldm": ldm, "sync_encoder": enc}).sync_stream
+    assert merged == dataclasses.replace(stream, deep=True, timbre_weight=5.0, temperature=0.2)
+    other = dataclasses.replace(TINY, sync_stream=dataclasses.replace(stream, feature_dim=stream.feature_dim + 1))
+    with pytest.raises(Action2SoundError, match="feature_dim"):
+        merge_presets({"ldm": ldm, "sync_encoder": other})
+
+
 def test_pre_encoding_networks_come_from_a_run_or_a_model_dir(tmp_path):
     run = tmp_path / "run"
     modules = _fake_run(run)

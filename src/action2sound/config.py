@@ -223,6 +223,11 @@ class SyncStreamConfig:
     # the sound in the flash's own column with F1 0.64 (+-1 column: 0.91) with "channels", 0.06 (0.11) with
     # "film" and 0.07 (0.14) without the stream.
     injection: str = "channels"
+    # Also add the stream to the output of every resnet block of the UNet (down, mid and up), at that block's own
+    # time resolution, through zero-initialised bias-free 1 x 1 projections (SyncInjection): the input channels
+    # alone reach the 4x coarser levels only through the layers in between. Off: the input channels alone
+    # (every model saved before it existed).
+    deep: bool = False
     # Offset contrast (SyncEncoder.offset_loss): candidate shifts of the audio, in latent columns, either side
     # (+-557 ms for universal22k: the shift test's +-0.5 s fits).
     max_shift_columns: int = 6

@@ -321,6 +321,12 @@ def _stage_weights(run_dir: Path, stage: str) -> Path | None:
     return p if p.is_file() else None
 
 
+# sync_stream fields that define the features the ldm reads (the encoder and the ldm must agree on them), and
+# those that say how the ldm takes them in (the ldm stage's to set); the rest belong to the encoder's training.
+STREAM_FEATURE_FIELDS = ("enabled", "fps", "size", "width", "feature_dim", "temporal_kernel")
+STREAM_LDM_FIELDS = ("injection", "deep")
+
+
 def merge_presets(parts: Mapping[str, Preset]) -> Preset:
     """One preset for a model directory from the stages' own presets; incompatible stages are an error.
 
@@ -344,9 +350,14 @@ def merge_presets(parts: Mapping[str, Preset]) -> Preset:
     if "vocoder" in parts:
         base = dataclasses.replace(base, vocoder=parts["vocoder"].vocoder)
     if "sync_encoder" in parts and base.sync_stream.enabled:
-        if parts["sync_encoder"].sync_stream != base.sync_stream:
-            raise Action2SoundError("the sync_encoder stage's sync_stream config differs from the ldm's; train "
-                                    "both with the same preset (and pre-encode with this sync encoder)")
+        enc, ldm = parts["sync_encoder"].sync_stream, base.sync_stream
+        differ = [f for f in STREAM_FEATURE_FIELDS if getattr(enc, f) != getattr(ldm, f)]
+        if differ:
+            raise Action2SoundError(f"the sync_encoder stage's sync_stream ({', '.join(differ)}) differs from the "
+                                    "ldm's; train both with the same preset (and pre-encode with this sync encoder)")
+        # The encoder's own section (its heads and training settings), with how the ldm takes the stream in.
+        base = dataclasses.replace(base, sync_stream=dataclasses.replace(
+            enc, **{f: getattr(ldm, f) for f in STREAM_LDM_FIELDS}))
     return base
 
 

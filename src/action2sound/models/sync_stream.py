@@ -438,6 +438,18 @@ class SyncInjection(nn.Module):
         if cfg.injection not in INJECTIONS:
             raise ValueError(f"sync_stream.injection must be one of {INJECTIONS}, got {cfg.injection!r}")
         self.kind, self.dim = cfg.injection, cfg.feature_dim
+        # With cfg.deep: one zero-initialised, bias-free 1 x 1 projection per resnet block of the UNet, applied
+        # by a forward hook to the block's output (the stream of the current call is held in `_stream`). The
+        # hook is a bound method and the block carries its index, so a deep copy of the model hooks the copy.
+        self.deep = nn.ModuleList()
+        self._stream: torch.Tensor | None = None
+        if cfg.deep:
+            for block in (m for m in unet.modules() if type(m).__name__ == "ResnetBlock2D"):
+                proj = nn.Conv1d(self.dim, block.out_channels, 1, bias=False)
+                nn.init.zeros_(proj.weight)
+                block.a2s_deep_index = len(self.deep)
+                self.deep.append(proj)
+                block.register_forward_hook(self._add_stream)
         c = unet.conv_in.in_channels  # the latent's channels (before widening)
         if self.kind == "channels":
             old = unet.conv_in
@@ -453,18 +465,49 @@ class SyncInjection(nn.Module):
             self.film = nn.Linear(self.dim, 2 * c, bias=False)
             nn.init.zeros_(self.film.weight)
 
+    def _add_stream(self, block: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        """Forward hook of a resnet block (deep injection): its output plus its projection of the stream."""
+        s = self._stream
+        if s is None:
+            raise RuntimeError("the UNet ran without its sync stream; call it through LatentDiffusion.forward")
+        proj = self.deep[block.a2s_deep_index]
+        return out + proj(at_width(s, out.shape[-1]).to(out.dtype)).unsqueeze(2)
+
     def forward(self, x: torch.Tensor, sync: torch.Tensor | None) -> torch.Tensor:
-        """x [B, C, F, W], sync [B, W, D_s] (None: the null stream) -> the UNet's input ([B, C (+ D_s), F, W])."""
+        """x [B, C, F, W], sync [B, W, D_s] (None: the null stream) -> the UNet's input ([B, C (+ D_s), F, W]).
+
+        With `deep`, the stream is also kept for the resnet hooks of the UNet call that follows.
+        """
         b, _, f, w = x.shape
         if sync is None:
             sync = x.new_zeros(b, w, self.dim)
         if sync.shape[1:] != (w, self.dim):
             raise ValueError(f"sync features must be [B, {w}, {self.dim}], got {tuple(sync.shape)}")
         s = F.normalize(sync.to(x.dtype), dim=-1) * math.sqrt(self.dim)  # [B, W, D_s]
+        if len(self.deep):
+            self._stream = s.transpose(1, 2)  # [B, D_s, W]
         if self.film is None:
             return torch.cat([x, s.permute(0, 2, 1).unsqueeze(2).expand(b, self.dim, f, w)], dim=1)
         gamma, beta = self.film(s).permute(0, 2, 1).unsqueeze(2).chunk(2, dim=1)  # [B, C, 1, W] each
         return x * (1.0 + gamma) + beta
+
+
+def at_width(s: torch.Tensor, width: int) -> torch.Tensor:
+    """The stream [B, D_s, W] on a UNet level with `width` columns -> [B, D_s, width].
+
+    The UNet halves the time axis with stride-2 convolutions (kernel 3, padding 1), whose output column k is
+    centred on input column 2k, and its upsamplers restore the same widths: a level of width ceil(W / 2^l) holds
+    columns 0, 2^l, 2 * 2^l, ... of the latent. Other widths (none in our UNets) are linearly interpolated.
+    """
+    w = s.shape[-1]
+    if width == w:
+        return s
+    step = 1
+    while len(range(0, w, step)) > width:
+        step *= 2
+    if len(range(0, w, step)) == width:
+        return s[..., ::step]
+    return F.interpolate(s, size=width, mode="linear", align_corners=True)
 
 
 def widen_for_stream(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -472,18 +515,26 @@ def widen_for_stream(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict
 
     The stream's extra input channels of the UNet's first convolution get zero weights, so the widened model
     starts as exactly the model it was given (`train ldm --init` of a model trained without the stream: the
-    shipped default model, for instance). A state dict that already fits is returned unchanged; any other
-    mismatch is left for the strict load to report.
+    shipped default model, for instance). Likewise the deep projections (`SyncStreamConfig.deep`) that a state
+    dict lacks start at zero, so a model with the stream at the input alone starts a fine-tune with deep
+    injection unchanged. A state dict that already fits is returned unchanged; any other mismatch is left for
+    the strict load to report.
     """
-    key = "unet.conv_in.weight"
     sync = getattr(model, "sync", None)
-    own = model.state_dict().get(key)
-    if sync is None or sync.kind != "channels" or key not in tensors or own is None:
+    if sync is None:
         return tensors
-    given = tensors[key]
-    if given.dim() != 4 or given.shape[1] + sync.dim != own.shape[1] or given.shape[0] != own.shape[0]:
-        return tensors
-    wide = torch.zeros(own.shape, dtype=given.dtype)
+    own = model.state_dict()
+    out = dict(tensors)
+    for k, v in own.items():  # deep projections the given weights lack
+        if k.startswith("sync.deep.") and k not in out:
+            out[k] = torch.zeros_like(v)
+    key = "unet.conv_in.weight"
+    if sync.kind != "channels" or key not in out or key not in own:
+        return out
+    given, wide_shape = out[key], own[key].shape
+    if given.dim() != 4 or given.shape[1] + sync.dim != wide_shape[1] or given.shape[0] != wide_shape[0]:
+        return out
+    wide = torch.zeros(wide_shape, dtype=given.dtype)
     wide[:, : given.shape[1]] = given
-    return {**tensors, key: wide}
+    return {**out, key: wide}
 
