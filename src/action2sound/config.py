@@ -226,7 +226,9 @@ class SyncStreamConfig:
     # Also add the stream to the output of every resnet block of the UNet (down, mid and up), at that block's own
     # time resolution, through zero-initialised bias-free 1 x 1 projections (SyncInjection): the input channels
     # alone reach the 4x coarser levels only through the layers in between. Off: the input channels alone
-    # (every model saved before it existed).
+    # (every model saved before it existed, and the shipped one). Measured on benchmark v2 (docs/RESULTS.md,
+    # session 8: 3000 more steps from the shipped ldm, against the same 3000 steps without it, seed 0): onset F1
+    # 0.414 vs 0.382, but control r 0.403 vs 0.529 and FAD 316 vs 311; not adopted at this scale.
     deep: bool = False
     # Offset contrast (SyncEncoder.offset_loss): candidate shifts of the audio, in latent columns, either side
     # (+-557 ms for universal22k: the shift test's +-0.5 s fits).
