@@ -362,10 +362,10 @@ class SyncEncoder(nn.Module):
     def timbre_loss(self, video: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """The share of the spectral shapes' variance the timbre head leaves unexplained: its squared error
         against `timbre_target`'s shape over the batch's onset columns between the edge margins, divided by the
-        same sum for the batch's mean shape (so 1 for predicting the average
-        sound, whatever the spectra's scale; without the division most mel bins are floor that every kind
-        shares, the error differs little between kinds and the head learned only the average: a toy with a
-        300 Hz and a 3 kHz kind scored held-out r 0.02 with weight 20 and plain squared error).
+        same sum for the batch's mean shape (so 1 for predicting the average sound, whatever the spectra's
+        scale). Without the division most mel bins are floor that every kind shares, the error differs little
+        between kinds and the head learned only the average: a toy with a 300 Hz and a 3 kHz kind scored
+        held-out r 0.02 with weight 20 and plain squared error.
         """
         shape, weight = self.timbre_target(mel)
         shape, weight = shape[:, self.lo:self.hi].float(), weight[:, self.lo:self.hi].float()
