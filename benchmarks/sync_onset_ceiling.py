@@ -35,7 +35,8 @@ from action2sound.weights import default_model_dir, load_sync_encoder, read_mode
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(default_model_dir()), help="model directory or training run (default: the embedded model)")
+    ap.add_argument("--model", default=str(default_model_dir()),
+                    help="model directory or training run (default: the embedded model)")
     ap.add_argument("--data", required=True, help="a benchmark folder (its test clips and ground truth)")
     ap.add_argument("--limit", type=int, default=42, help="the first N test clips (default 42, the study's)")
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5])
@@ -51,13 +52,19 @@ def main() -> None:
     if not clips:
         raise SystemExit(f"{args.data}: no clips with ground truth; pass a benchmark folder")
     centres = column_times(enc.profile, enc.audio.downsample, enc.columns)
-    probs, events, seconds = [], [], []
-    for item in clips:
+    timbre = enc.timbre is not None
+    probs, events, seconds, contacts = [], [], [], []
+    for item in clips:  # each clip decoded once, its video features computed once, for both heads
         c = item.clip
-        frames = decode_clip(c, preset, frames=False, audio=False, sync=True)["sync_frames"]  # as training read them
+        d = decode_clip(c, preset, frames=False, audio=timbre, sync=True, onset_track=timbre)  # as training reads
+        ev = load_clip_groundtruth(item.groundtruth).events
         with torch.no_grad():
-            probs.append(torch.sigmoid(enc.onset_logits(enc.video_features(torch.from_numpy(frames)[None])))[0].numpy())
-        events.append(load_clip_groundtruth(item.groundtruth).events)
+            video = enc.video_features(torch.from_numpy(d["sync_frames"])[None])
+            probs.append(torch.sigmoid(enc.onset_logits(video))[0].numpy())
+            if timbre:
+                contacts += contact_shapes(enc, centres, ev, c.duration, d["onset_mel"],
+                                           enc.timbre_prediction(video)[0].numpy())
+        events.append(ev)
         seconds.append(c.duration)
     print(f"{len(clips)} clips of {args.data}, sync encoder of {args.model}")
     for thr in args.thresholds:
@@ -68,34 +75,33 @@ def main() -> None:
             hits, n_ref, n_est = hits + s.hits, n_ref + s.n_reference, n_est + s.n_estimated
         f1 = 2 * hits / (n_ref + n_est) if n_ref + n_est else float("nan")
         print(f"threshold {thr:.2f}: onset F1 ±50 ms {f1:.3f} ({hits} hits, {n_ref} contacts, {n_est} onsets)")
-    if enc.timbre is not None:
-        kind_from_timbre(enc, preset, args.data, clips)
+    if timbre:
+        kind_from_timbre(enc, preset, centres, args.data, contacts)
 
 
-def contact_shapes(enc, preset, item, predict: bool) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+def contact_shapes(enc, centres: np.ndarray, events: list[dict], duration: float, onset_mel: np.ndarray,
+                   pred: np.ndarray | None = None) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(kind, true shape [n_mels], predicted shape or None) of each visible contact inside the clip, at the
-    column whose span holds the contact."""
-    c = item.clip
-    d = decode_clip(c, preset, frames=False, audio=True, sync=predict, onset_track=True)
-    centres = column_times(enc.profile, enc.audio.downsample, enc.columns)
+    column whose span holds the contact; pred: the timbre head's shapes [W, n_mels] of the clip, if any."""
     with torch.no_grad():
-        true = enc.timbre_target(torch.from_numpy(d["onset_mel"])[None])[0][0].numpy()
-        pred = enc.timbre_prediction(enc.video_features(torch.from_numpy(d["sync_frames"])[None]))[0].numpy() \
-            if predict else None
+        true = enc.timbre_target(torch.from_numpy(onset_mel)[None])[0][0].numpy()
     out = []
-    for e in load_clip_groundtruth(item.groundtruth).events:
-        if e.get("onscreen") and 0.0 <= e["time"] < c.duration:
+    for e in events:
+        if e.get("onscreen") and 0.0 <= e["time"] < duration:  # the visible contacts (bm.visible_contacts)
             j = int(np.argmin(np.abs(centres - e["time"])))
             if enc.lo <= j < enc.hi:
                 out.append((str(e["kind"]), true[j], None if pred is None else pred[j]))
     return out
 
 
-def kind_from_timbre(enc, preset, data: str, test_clips) -> None:
-    train = [c for c in load_eval_clips(data, split="train") if c.groundtruth is not None]
+def kind_from_timbre(enc, preset, centres: np.ndarray, data: str, got: list) -> None:
+    """Classify the test contacts' predicted (and true) shapes by the nearest kind centroid of the train
+    contacts' true shapes; print the accuracies."""
     shapes: dict[str, list[np.ndarray]] = {}
-    for item in train:
-        for kind, true, _ in contact_shapes(enc, preset, item, predict=False):
+    for item in (c for c in load_eval_clips(data, split="train") if c.groundtruth is not None):
+        mel = decode_clip(item.clip, preset, frames=False, audio=True, onset_track=True)["onset_mel"]
+        events = load_clip_groundtruth(item.groundtruth).events
+        for kind, true, _ in contact_shapes(enc, centres, events, item.clip.duration, mel):
             shapes.setdefault(kind, []).append(true)
     kinds = sorted(shapes)
     centroids = np.stack([np.mean(shapes[k], axis=0) for k in kinds])
@@ -103,7 +109,6 @@ def kind_from_timbre(enc, preset, data: str, test_clips) -> None:
     def nearest(x: np.ndarray) -> str:
         return kinds[int(np.argmin(((centroids - x) ** 2).sum(axis=1)))]
 
-    got = [r for item in test_clips for r in contact_shapes(enc, preset, item, predict=True)]
     if not got:
         print("no visible contacts in the test clips: no kind measure")
         return

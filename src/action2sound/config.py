@@ -249,9 +249,10 @@ class SyncStreamConfig:
     onset_weight: float = 0.0
     # Weight of the timbre loss (SyncEncoder.timbre_loss): a linear head on the same column features must
     # predict the spectral shape of the sound that starts there (the onset target's mel over the next
-    # TIMBRE_COLUMNS columns, relative to its loudest bin), weighted by how much the sound rises. The onset head
+    # TIMBRE_COLUMNS columns, relative to its loudest bin), at the columns where a sound starts. The onset head
     # teaches the stream *when*; this one *what* (which object is struck: the sound's timbre), self-supervised
-    # from the same track. 0: no head (encoders saved before it existed).
+    # from the same track. 0: no head (encoders saved before it existed, and the shipped one: on benchmark v2 it
+    # did not learn the kind, docs/RESULTS.md, session 8).
     timbre_weight: float = 0.0
 
 
