@@ -26,6 +26,14 @@ def _cmd_soundbank(args: argparse.Namespace) -> None:
     print(build_soundbank(Path(args.out), include_large=args.include_large))
 
 
+def _cmd_ambient_swaps(args: argparse.Namespace) -> None:
+    from .benchmark.remix import ambient_swaps
+
+    summary = ambient_swaps(Path(args.bench), Path(args.out), args.partners, args.split, progress=not args.quiet)
+    print(f"{len(summary['swaps'])} ambient swaps in {args.out}; next: "
+          f"action2sound data manifest folder {args.out} --hop 1 --out CLIPS.tsv")
+
+
 def _cmd_manifest(args: argparse.Namespace) -> None:
     from .data import readers
 
@@ -495,6 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder (events/<kind>/, ambient/, LICENSES.md)")
     p.add_argument("--include-large", action="store_true", help="also fetch 0ad-data (a 1.3 GB package)")
     p.set_defaults(func=_cmd_soundbank)
+
+    p = dsub.add_parser("ambient-swaps", help="training episodes with another episode's ambient, so that only the "
+                                              "audio condition tells the ambient (benchmark/remix.py)")
+    p.add_argument("bench", help="a benchmark folder (action2sound data benchmark)")
+    p.add_argument("--out", required=True, help="folder for <uid>~<partner>.mp4 and swaps.json (rerun to finish)")
+    p.add_argument("--partners", type=int, default=2, help="other episodes' ambients per episode (default 2)")
+    p.add_argument("--split", default="train", help="the episodes that take part (default train; test stays out)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_ambient_swaps)
 
     p = dsub.add_parser("manifest", help="write the normalised clip table from a dataset")
     p.add_argument("source", choices=["ego4d", "epic", "folder"])

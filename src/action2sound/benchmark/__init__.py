@@ -3,7 +3,8 @@
 config (settings, vocabulary, shared rules) <- sound, picture (synthesis) <- banks (procedural or recorded)
 <- planning (scene motion) <- episode (one episode in numbered steps) <- clips (where clips are cut)
 <- writer (files) <- build (the entry point); groundtruth reads what was written; soundbank builds a
-recording bank from Debian packages; contact_sheet draws a clip.
+recording bank from Debian packages; contact_sheet draws a clip; remix writes ambient swaps (training episodes
+whose ambient only the audio condition tells).
 """
 
 from .banks import ProceduralBank, RecordingBank, open_bank
