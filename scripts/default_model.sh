@@ -9,9 +9,12 @@
 #    the procedural bank when apt-get cannot fetch them): the sync encoder on its 1 s-hop windows, `preencode`
 #    of the windows with it, and the v1 ldm fine-tuned there with the stream (its input channels start at zero)
 #    and a stored audio guidance of 3 (without it the fine-tuned model takes the ambient from the video).
+# 3. ambient swaps: every training episode's picture and action with two other training episodes' ambients
+#    (`data ambient-swaps`), so that only the audio condition tells the ambient; the v2 ldm fine-tuned on the
+#    windows plus the swaps' windows, stored audio guidance 8 and sync guidance 3 (docs/RESULTS.md, session 9).
 #
 # Resumable: run it again after a kill and every finished stage is skipped, an unfinished one resumes. About
-# 2 h on 2 CPU cores (av and vae run side by side, one thread each). Step counts are variables (e.g. for a
+# 2.5 h on 2 CPU cores (av and vae run side by side, one thread each). Step counts are variables (e.g. for a
 # smoke run: EPISODES=4 AV_STEPS=2 ... RUN=runs/smoke OUT=runs/smoke/model scripts/default_model.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +30,7 @@ VAE_STEPS="${VAE_STEPS:-600}"
 V1_LDM_STEPS="${V1_LDM_STEPS:-1500}"
 SYNC_STEPS="${SYNC_STEPS:-2000}"
 LDM_STEPS="${LDM_STEPS:-5000}"
+SWAP_STEPS="${SWAP_STEPS:-3000}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$RUN" "$V1"
 
@@ -70,7 +74,22 @@ $A2S preencode --data "$WIN/clips.tsv" --model "$RUN" --out "$RUN/store" --worke
 stage "$RUN" ldm "$LDM_STEPS" --data "$RUN/store" --init "$V1/ldm/weights.safetensors" \
   --set diffusion.audio_guidance_scale=3
 
-rm -rf "$OUT.tmp" && $A2S export "$RUN" --out "$OUT.tmp"
+# ---- 3. ambient swaps: the windows of the training episodes and of their swaps, in one store.
+SWAPS="$RUN/swaps"
+FINAL="$RUN/final"  # the exported run: the v2 encoders and the fine-tuned ldm
+[ -f "$SWAPS/swaps.json" ] || $A2S data ambient-swaps "$BENCH" --out "$SWAPS" --partners 2 --quiet
+if [ ! -f "$FINAL/windows/clips.tsv" ]; then
+  mkdir -p "$FINAL/windows/videos"
+  for f in "$WIN"/videos/*.mp4 "$SWAPS"/*.mp4; do ln -sfn "$(realpath "$f")" "$FINAL/windows/videos/"; done
+  $A2S data manifest folder "$FINAL/windows/videos" --hop 1 --out "$FINAL/windows/clips.tsv"
+fi
+for s in av vae sync_encoder; do ln -sfn "$(realpath "$RUN/$s")" "$FINAL/$s"; done
+$A2S preencode --data "$FINAL/windows/clips.tsv" --model "$RUN" --out "$FINAL/store" --workers 2 --quiet
+stage "$FINAL" ldm "$SWAP_STEPS" --data "$FINAL/store" --init "$RUN/ldm/weights.safetensors" \
+  --set diffusion.audio_guidance_scale=8 --set diffusion.sync_guidance_scale=3
+
+# The index holds the training episodes' own windows (real sound, one entry per window), not the swaps.
+rm -rf "$OUT.tmp" && $A2S export "$FINAL" --out "$OUT.tmp"
 $A2S index build --store "$RUN/store" --model "$OUT.tmp" --out "$OUT.tmp/index"
 rm -f "$OUT.tmp/index/source.json"  # the shipped index carries its latents; the training store stays behind
 mkdir -p "$OUT.tmp/training"
@@ -79,6 +98,6 @@ copy_logs() {  # copy_logs RUN_DIR STAGE NAME
   cp "$(ls -d "$1/$2"/logs/version_* | tail -n 1)/metrics.csv" "$OUT.tmp/training/$3.metrics.csv"
 }
 copy_logs "$V1" av av && copy_logs "$V1" vae vae && copy_logs "$V1" ldm ldm_v1
-copy_logs "$RUN" sync_encoder sync_encoder && copy_logs "$RUN" ldm ldm
+copy_logs "$RUN" sync_encoder sync_encoder && copy_logs "$RUN" ldm ldm_v2 && copy_logs "$FINAL" ldm ldm
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 du -sh "$OUT"
