@@ -302,9 +302,9 @@ def test_the_model_sets_the_default_audio_guidance_and_an_option_overrides_it():
     tuned = override(small, ["diffusion.audio_guidance_scale=3"])
     assert GenerateOptions().resolved(tuned).audio_guidance == 3.0
     assert GenerateOptions(audio_guidance=1.5).resolved(tuned).audio_guidance == 1.5
-    # The embedded default model stores 3 (docs/RESULTS.md); a manifest without the field means 1.
+    # The embedded default model stores 8 (docs/RESULTS.md, session 9); a manifest without the field means 1.
     manifest = json.loads((default_model_dir() / "model.json").read_text())
-    assert preset_from_dict(manifest["preset"]).diffusion.audio_guidance_scale == 3.0
+    assert preset_from_dict(manifest["preset"]).diffusion.audio_guidance_scale == 8.0
     assert preset_from_dict(manifest["preset"]).diffusion.sync_guidance_scale == 3.0  # docs/RESULTS.md
     old = json.loads(json.dumps(manifest["preset"]))
     del old["diffusion"]["audio_guidance_scale"]

@@ -267,8 +267,9 @@ class DiffusionConfig:
     prediction_type: str = "epsilon"  # or "v_prediction"
     guidance_scale: float = 6.5
     # The default weight of the audio condition's own guidance direction (`sampling.guided`; 1: none, the
-    # paper's setting). The embedded default model stores 3: fine-tuned with the sync stream, it let the video
-    # decide the ambient unless pushed towards its condition (control r 0.004 at 1, 0.861 at 3; docs/RESULTS.md).
+    # paper's setting). The embedded default model stores 8: fine-tuned with the sync stream, it let the video
+    # decide the ambient unless pushed towards its condition (control r 0.004 at 1, 0.861 at 3; docs/RESULTS.md);
+    # fine-tuned again on ambient swaps, it takes weight 8 without losing timing (r 0.903; session 9).
     audio_guidance_scale: float = 1.0
     # The default weight of the sync stream's own guidance direction (`sampling.guided`: the full pass against
     # the same pass with the null stream; 1: none). Only a model with the sync stream uses it.

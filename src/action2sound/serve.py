@@ -196,7 +196,7 @@ def run_job(model, request: JobRequest, workdir: Path, settings: ServeSettings,
 
 
 def _defaults(model) -> dict[str, float]:
-    """The sliders' starting values: the model's own (the embedded default model stores audio guidance 3)."""
+    """The sliders' starting values: the model's own (the embedded default model stores audio guidance 8)."""
     d = model.pipeline.preset.diffusion
     return {"steps": int(d.sample_steps), "video_guidance": float(d.guidance_scale),
             "audio_guidance": float(d.audio_guidance_scale), "sync_guidance": float(d.sync_guidance_scale)}
@@ -246,7 +246,7 @@ def build_app(model, workdir: Path, settings: ServeSettings):
                     offset = gr.Number(value=0.0, minimum=0.0, label="Offset into it (s)", elem_id="offset")
                 video_guidance = gr.Slider(0.0, 10.0, value=dflt["video_guidance"], step=0.1,
                                            label="Video guidance", elem_id="video-guidance")
-                audio_guidance = gr.Slider(0.0, 5.0, value=dflt["audio_guidance"], step=0.1,
+                audio_guidance = gr.Slider(0.0, 10.0, value=dflt["audio_guidance"], step=0.1,
                                            label="Audio guidance (the ambient dial)", elem_id="audio-guidance")
                 sync_guidance = gr.Slider(1.0, 8.0, value=dflt["sync_guidance"], step=0.1,
                                           label="Sync guidance (the timing dial)", elem_id="sync-guidance",
