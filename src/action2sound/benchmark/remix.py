@@ -27,7 +27,7 @@ from ..media import mux_audio
 
 SWAPS_JSON = "swaps.json"
 SEAM_S = 0.05  # crossfade where a shorter partner's ambient is looped
-HEADROOM = 0.99
+HEADROOM = 0.99  # a remix's peak under full scale (the default model's swaps were made with it)
 
 
 def partners(uids: list[str], count: int) -> list[tuple[str, str]]:
@@ -59,7 +59,6 @@ def fit_length(x: np.ndarray, n: int, sample_rate: int) -> np.ndarray:
         seg = x.astype(np.float64)
         if pos > 0 and fade:  # overlap the previous piece's tail with this piece's head
             pos -= fade
-            seg = seg.copy()
             seg[:fade] *= ramp
             out[pos:pos + fade] *= 1.0 - ramp[: min(fade, n - pos)]
         take = min(seg.size, n - pos)
@@ -71,7 +70,7 @@ def fit_length(x: np.ndarray, n: int, sample_rate: int) -> np.ndarray:
 def remix(stems: dict[str, np.ndarray], partner_ambient: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
     """action + offscreen of one episode + another's ambient (fitted to its length) -> (mix, scale applied).
 
-    One scale (≤ 1) for the whole sum keeps its peak under HEADROOM, as the benchmark's own mix does.
+    One scale (≤ 1) for the whole sum keeps its peak under HEADROOM, so the sum stays exact as in the benchmark.
     """
     n = stems["action"].size
     mix = (stems["action"].astype(np.float64) + stems["offscreen"].astype(np.float64)
