@@ -43,6 +43,14 @@ stage() {  # stage RUN_DIR NAME STEPS ARGS... : train unless finished, resuming 
   $A2S train "$name" --preset small --out "$run" --max-steps "$steps" --checkpoint-every 200 "${resume[@]}" "$@"
 }
 
+windows() {  # windows DIR VIDEO...: DIR/clips.tsv, every 3 s window one per second of the videos (linked)
+  local dir=$1; shift
+  [ -f "$dir/clips.tsv" ] && return
+  mkdir -p "$dir/videos"
+  for f in "$@"; do ln -sfn "$(realpath "$f")" "$dir/videos/"; done
+  $A2S data manifest folder "$dir/videos" --hop 1 --out "$dir/clips.tsv"  # written atomically
+}
+
 # ---- 1. v1: learn to make the benchmark's sounds (training episodes use seed 0; the demo's held-out episodes
 # another, action2sound.demo.DEMO_SEED).
 [ -f "$V1/bench/benchmark.json" ] || \
@@ -61,13 +69,7 @@ fi
 # Training windows: every 3 s window, one per second, of the benchmark's train episodes (quiet stretches and
 # off-screen sounds too). The benchmark's test episodes stay out; its test.tsv is what `evaluate` scores.
 WIN="$RUN/windows"
-if [ ! -f "$WIN/clips.tsv" ]; then
-  mkdir -p "$WIN/videos"
-  for uid in $(tail -n +2 "$BENCH/train.tsv" | cut -f1 | sort -u); do
-    ln -sfn "$(realpath "$BENCH/episodes/$uid.mp4")" "$WIN/videos/$uid.mp4"
-  done
-  $A2S data manifest folder "$WIN/videos" --hop 1 --out "$WIN/clips.tsv"  # written atomically
-fi
+windows "$WIN" $(tail -n +2 "$BENCH/train.tsv" | cut -f1 | sort -u | sed "s#.*#$BENCH/episodes/&.mp4#")
 for s in av vae; do ln -sfn "$(realpath "$V1/$s")" "$RUN/$s"; done  # the v1 encoders, as the shipped model has
 stage "$RUN" sync_encoder "$SYNC_STEPS" --data "$WIN/clips.tsv" --quiet --cache-mb 2048
 $A2S preencode --data "$WIN/clips.tsv" --model "$RUN" --out "$RUN/store" --workers 2 --quiet
@@ -78,11 +80,7 @@ stage "$RUN" ldm "$LDM_STEPS" --data "$RUN/store" --init "$V1/ldm/weights.safete
 SWAPS="$RUN/swaps"
 FINAL="$RUN/final"  # the exported run: the v2 encoders and the fine-tuned ldm
 [ -f "$SWAPS/swaps.json" ] || $A2S data ambient-swaps "$BENCH" --out "$SWAPS" --partners 2 --quiet
-if [ ! -f "$FINAL/windows/clips.tsv" ]; then
-  mkdir -p "$FINAL/windows/videos"
-  for f in "$WIN"/videos/*.mp4 "$SWAPS"/*.mp4; do ln -sfn "$(realpath "$f")" "$FINAL/windows/videos/"; done
-  $A2S data manifest folder "$FINAL/windows/videos" --hop 1 --out "$FINAL/windows/clips.tsv"
-fi
+windows "$FINAL/windows" "$WIN"/videos/*.mp4 "$SWAPS"/*.mp4
 for s in av vae sync_encoder; do ln -sfn "$(realpath "$RUN/$s")" "$FINAL/$s"; done
 $A2S preencode --data "$FINAL/windows/clips.tsv" --model "$RUN" --out "$FINAL/store" --workers 2 --quiet
 stage "$FINAL" ldm "$SWAP_STEPS" --data "$FINAL/store" --init "$RUN/ldm/weights.safetensors" \

@@ -106,7 +106,7 @@ def ambient_swaps(bench: Path, out: Path, count: int = 1, split: str | None = "t
     records = []
     from tqdm import tqdm
 
-    for uid, other in tqdm(pairs, desc="ambient swaps", unit="episode", disable=not progress):
+    for uid, other in tqdm(pairs, desc="ambient swaps", unit="swap", disable=not progress):
         target = out / f"{uid}~{other}.mp4"
         rec = {"file": target.name, "video_uid": uid, "ambient_from": other,
                "ambient": episodes[other]["ambient"], "own_ambient": episodes[uid]["ambient"]}
