@@ -159,6 +159,64 @@ def test_vae_reconstruction_improves(bench):
     assert after < 0.6 * before
 
 
+def test_decoder_only_vae_stage_keeps_the_latents_and_sharpens_the_decoder(bench):
+    # vae.train_encoder=false: a diffusion model trained on the given VAE's latents must keep its meaning, so
+    # the encoder, quant_conv and the scaling factor stay exactly as given while the decoder learns.
+    from action2sound.training.vae import VAEStage
+
+    p = dataclasses.replace(TINY, vae=dataclasses.replace(TINY.vae, train_encoder=False, scaling_factor=0.8))
+    batch = _clip_batch(bench, 4, frames=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = VAEStage(p, dataclasses.replace(p.train.vae, lr=3e-3), train_size=4)
+    before = {k: v.clone() for k, v in module.vae.state_dict().items()}
+    real = batch["mel"][..., : p.audio.num_frames]
+    err_before = float((module.reconstruct(batch["mel"]) - real).abs().mean())
+    _fit(module, batch, 40)
+    after = module.vae.state_dict()
+    frozen = [k for k in after if k.startswith(("encoder.", "quant_conv."))]
+    learned = [k for k in after if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and learned
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert sum(not torch.equal(before[k], after[k]) for k in learned) > 0.8 * len(learned)
+    assert float((module.reconstruct(batch["mel"]) - real).abs().mean()) < 0.7 * err_before
+    loader = [{"mel": batch["mel"]}]
+    assert module.fit_scaling_factor(loader) == 0.8 and module.vae.config.scaling_factor == 0.8
+
+
+def test_decoder_only_vae_stage_needs_the_vae_it_fine_tunes(bench, tmp_path):
+    with pytest.raises(Action2SoundError, match="vae.train_encoder=false .* pass --init"):
+        train("vae", "tiny", bench, tmp_path / "run", overrides=["vae.train_encoder=false"], max_steps=1,
+              progress=False)
+
+
+def test_rolled_audio_condition_is_each_rows_own_circular_roll(tmp_path_factory):
+    from action2sound.training.ldm import roll_columns
+
+    x = torch.randn(64, 2, 3, 7)
+    y = roll_columns(x, torch.Generator().manual_seed(0))
+    shifts = []
+    for a, b in zip(x, y):
+        k = [s for s in range(7) if torch.equal(torch.roll(a, s, dims=-1), b)]
+        assert len(k) == 1  # a whole roll: every value kept, column order kept up to the wrap
+        shifts.append(k[0])
+    assert len(set(shifts)) == 7  # every shift occurs: the condition's timing says nothing
+    # In the ldm stage: cond.roll_audio rolls the neighbour latent drawn with the same generator, nothing else.
+    store = Store(tiny_store(tmp_path_factory))
+    ds = StoreDataset(store, np.arange(4), neighbours_k=4)
+    batch = default_collate([ds[(k, 0)] for k in range(4)])
+    assert batch["has_cond"].any()
+    plain = LDMStage(TINY, TINY.train.ldm, train_size=4)
+    rolled = LDMStage(dataclasses.replace(TINY, cond=dataclasses.replace(TINY.cond, roll_audio=True)),
+                      TINY.train.ldm, train_size=4)
+    x0, c0, m0 = plain.latents(batch, torch.Generator().manual_seed(1))
+    x1, c1, m1 = rolled.latents(batch, torch.Generator().manual_seed(1))
+    assert torch.equal(x0, x1) and torch.equal(m0, m1) and not torch.equal(c0, c1)
+    w = c0.shape[-1]
+    for a, b in zip(c0, c1):
+        assert any(torch.equal(torch.roll(a, s, dims=-1), b) for s in range(w))
+
+
 def test_vocoder_mel_loss_falls(bench):
     from action2sound.training.vocoder import VocoderStage
 

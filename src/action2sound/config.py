@@ -167,6 +167,9 @@ class VAEConfig:
     # Train on random crops this many frames wide (a multiple of `downsample`; 0 = whole mels): the VAE is
     # convolutional, and full-resolution convolutions dominate its cost.
     train_crop_frames: int = 0
+    # false: the vae stage trains the decoder only (the encoder and the scaling factor stay those of --init), so
+    # a diffusion model trained on the given VAE's latents keeps its meaning: a sharper decoder for it.
+    train_encoder: bool = True
 
     @property
     def downsample(self) -> int:
@@ -196,6 +199,10 @@ class ConditioningConfig:
     audio_hidden: int = 512
     # False: video tokens only (the paper's "without audio condition" ablation).
     use_audio: bool = True
+    # Training only: roll each neighbour latent in time by a random number of columns (circularly), so that
+    # nothing rewards putting the condition's events at the time they have in it; the condition should say
+    # which ambient, not when a sound happens (a model trained without it copied the condition's onsets).
+    roll_audio: bool = False
 
 
 @dataclass(frozen=True)
