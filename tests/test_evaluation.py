@@ -326,6 +326,27 @@ def test_baselines_and_the_silent_ground_truth(env, tmp_path):
         wave, _ = soundfile.read(ret.out / r["audio"], dtype="float32")
         assert wave.size == 66_150 and np.abs(wave).max() > 0
 
+    # The codec baseline: the reference through the model's own VAE (posterior mean) and vocoder.
+    from types import SimpleNamespace
+
+    from action2sound.evaluation.baselines import Generator
+    from action2sound.pipeline import latents_to_mels, load_pipeline, mels_to_waves
+
+    codec = evaluate(EvalSettings(out=str(tmp_path / "codec"), baseline="codec", **common))
+    records = [json.loads(line) for line in (codec.out / "records.jsonl").read_text().splitlines()]
+    assert {r["condition"]["mode"] for r in records if r["seed"] == 0} == {"codec"} and not codec.failed
+    settings = EvalSettings(out=str(tmp_path / "codec"), baseline="codec", **common)
+    pipe = load_pipeline(str(env.model), device="cpu")
+    gt = [np.asarray(soundfile.read(codec.out / "audio" / f"{r['clip_id']}_gt.wav", dtype="float32")[0])
+          for r in records if r["seed"] == 0]
+    waves = [o.wave for o in Generator(settings, pipe).outputs([SimpleNamespace(gt_wave=g) for g in gt], seed=0)]
+    with torch.no_grad():
+        z = torch.stack([pipe.conditions.wave_latent(g) for g in gt])
+        expected = mels_to_waves(pipe.vocoder, latents_to_mels(pipe.vae, z, pipe.preset), pipe.preset)
+    for w, e, g in zip(waves, expected, gt):
+        np.testing.assert_allclose(w, e, atol=1e-6)  # exactly the model's own reconstruction
+        assert np.abs(w - g).mean() > 0.1 * np.abs(g).mean()  # and not the ground truth itself
+
 
 def test_random_and_file_conditions_are_resolved_once_and_recorded(env, tmp_path):
     from action2sound.evaluation.runner import EvalSettings, evaluate

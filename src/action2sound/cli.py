@@ -436,9 +436,10 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ambient", default="retrieved",
                    help="retrieved (default), quiet, none, random (a random clip of another video: the paper's "
                         "ablation) or an audio/video FILE")
-    p.add_argument("--baseline", default="none", choices=["none", "retrieval", "groundtruth"],
+    p.add_argument("--baseline", default="none", choices=["none", "retrieval", "groundtruth", "codec"],
                    help="none: the model (default); retrieval: the retrieved clip's audio as the output; "
-                        "groundtruth: the clip's own audio")
+                        "groundtruth: the clip's own audio; codec: the clip's own audio through the model's VAE "
+                        "and vocoder (the ceiling of every metric for this model)")
     p.add_argument("--vocoder", default="auto", choices=_VOCODERS,
                    help="auto: the model's vocoder, else the bridge to the universal HiFi-GAN for a paper-profile "
                         "model (default); model: the model's own; bridge; fast: the light distilled vocoder; "

@@ -1,5 +1,5 @@
 """The outputs of an evaluation run: the model through the pipeline, or a baseline (the retrieved clip's audio,
-the ground truth). Conditions come from `conditions` (the pipeline's own resolver): the `random` ablation and a
+the ground truth, the ground truth through the model's own VAE and vocoder). Conditions come from `conditions` (the pipeline's own resolver): the `random` ablation and a
 FILE are resolved here, keyed by the clip, and handed to the pipeline; the retrieval baseline uses the same
 retrieval as the `retrieved` ambient."""
 
@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..api import make_options
 from ..conditions import Condition, ambient_mode
 from ..errors import Action2SoundError
 from ..mel import fit_wave
-from ..pipeline import Pipeline
+from ..pipeline import Pipeline, latents_to_mels, mels_to_waves
 from .measure import ClipContext
 from .settings import EvalSettings, rounded
 
@@ -67,6 +68,8 @@ class Generator:
             return [Output(c.gt_wave, {"mode": "groundtruth"}) for c in ctxs]
         if s.baseline == "retrieval":
             return [self._retrieval(c) for c in ctxs]
+        if s.baseline == "codec":
+            return self._codec(ctxs)
         if s.ambient == "random":
             # One clip per call, as the runs of docs/RESULTS.md were made.
             return [out for c in ctxs for out in self._generate([c], seed, [self._random(c, seed)])]
@@ -101,6 +104,15 @@ class Generator:
             return self.conditions.random(clip.clip_id, seed, clip.video_id)
         except Exception as err:  # noqa: BLE001 - a clip whose condition fails fails alone
             return err
+
+    def _codec(self, ctxs: Sequence[ClipContext]) -> list[Output]:
+        """The ground truth encoded by the model's VAE (posterior mean) and decoded by its VAE and vocoder: the
+        best any latent the diffusion model makes can sound, so every metric's ceiling for this model."""
+        p = self.pipe
+        with torch.no_grad():
+            z = torch.stack([self.conditions.wave_latent(c.gt_wave) for c in ctxs])
+            waves = mels_to_waves(p.vocoder, latents_to_mels(p.vae, z, self.preset), self.preset)
+        return [Output(self._fit(w), {"mode": "codec"}) for w in waves]
 
     def _retrieval(self, ctx: ClipContext) -> Output | Exception:
         """The audio of the clip `retrieved` chooses for this video (own long video excluded)."""

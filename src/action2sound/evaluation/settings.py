@@ -10,7 +10,7 @@ from ..conditions import AMBIENT_MODES
 from ..errors import Action2SoundError
 from ..options import VOCODERS
 
-BASELINES = ("none", "retrieval", "groundtruth")
+BASELINES = ("none", "retrieval", "groundtruth", "codec")
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class EvalSettings:
     data: str
     out: str
     ambient: str = "retrieved"  # one of conditions.AMBIENT_MODES, or an audio/video file
-    baseline: str = "none"  # none (the model) | retrieval (the retrieved clip's audio) | groundtruth
+    baseline: str = "none"  # none (the model) | retrieval (the retrieved clip's audio) | groundtruth | codec
     vocoder: str = "auto"  # auto | griffinlim
     seeds: int = 1
     limit: int | None = None
