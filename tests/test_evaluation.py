@@ -438,6 +438,7 @@ def test_shift_test_counts_onsets_that_move_with_the_video(env, tmp_path, monkey
     monkeypatch.setattr(shift_mod.bm, "detect_onsets", fake_onsets)
     still = shift_mod.shift_test(pipe, clips, env.bench, tmp_path / "cache", delays=(0.3,))
     assert still["eligible"] > 0 and still["followed"] == 0 and still["share"] == 0.0
+    assert still["stayed"] == still["eligible"] and still["stay_share"] == 1.0  # every onset kept its time
 
     def following(paths, options, conditions):
         assert (options.ambient, options.sync_guidance, options.steps) == ("random", 2.5, 3)  # the run's settings
@@ -448,7 +449,7 @@ def test_shift_test_counts_onsets_that_move_with_the_video(env, tmp_path, monkey
     monkeypatch.setattr(pipe, "generate", following)
     moved = shift_mod.shift_test(pipe, clips, env.bench, tmp_path / "cache", delays=(0.3,),
                                  options={"sync_guidance": 2.5, "steps": 3, "ambient": "quiet"})
-    assert moved["share"] == 1.0 and moved["eligible"] == still["eligible"]
+    assert moved["share"] == 1.0 and moved["eligible"] == still["eligible"] and moved["stayed"] == 0
 
 
 def test_an_evaluation_passes_only_the_settings_it_sets_to_generation():

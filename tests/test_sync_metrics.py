@@ -101,6 +101,10 @@ def test_shift_test_of_a_follower_an_ignorer_and_silence(delay):
     assert bm.shift_follow(original, original, delay, DUR) == (0, eligible)  # ignores the video: nothing moved
     assert bm.shift_follow(original, bm.detect_onsets(SILENCE, SR), delay, DUR) == (0, eligible)
     assert bm.shift_follow([], follower, delay, DUR) == (0, 0)  # nothing to move
+    # What did not move: nothing for the follower and silence, every eligible onset for the ignorer.
+    assert bm.shift_stayed(original, follower, delay, DUR) == 0
+    assert bm.shift_stayed(original, original, delay, DUR) == eligible
+    assert bm.shift_stayed(original, bm.detect_onsets(SILENCE, SR), delay, DUR) == 0
 
 
 def test_shift_test_moved_by_the_wrong_amount_does_not_follow():

@@ -459,6 +459,20 @@ def shift_follow(onsets: Sequence[float], shifted_onsets: Sequence[float], delay
     return match_onsets(eligible, shifted_onsets, tolerance), int(eligible.size)
 
 
+def shift_stayed(onsets: Sequence[float], shifted_onsets: Sequence[float], delay_s: float, duration: float,
+                 tolerance: float = ONSET_TOLERANCE_S) -> int:
+    """The shift test's other side: how many of `shift_follow`'s eligible onsets did *not* move, i.e. the
+    delayed output has an onset within +-tolerance of the original time t (one-to-one).
+
+    Such a sound was placed by something the delay leaves alone: the audio condition (the same for every
+    delay) or a fixed preference for a time in the window. A follower scores 0, a model that ignores the video
+    scores every eligible onset.
+    """
+    t = np.asarray(onsets, dtype=np.float64).reshape(-1)
+    moved = t + delay_s
+    return match_onsets(t[(moved >= tolerance) & (moved <= duration - tolerance)], shifted_onsets, tolerance)
+
+
 def centre_impulse_wave(duration: float, sr: int = ANALYSIS_RATE, seed: int = 0,
                         length_s: float = CENTRE_IMPULSE_S) -> np.ndarray:
     """The centre-impulse baseline: one decaying noise burst at duration / 2, silence elsewhere -> float32 [T].

@@ -170,6 +170,7 @@ def evaluate(settings: EvalSettings) -> EvalReport:
         shift = _shift_test(out, settings, pipe, clips)
         summary["shift_test"] = shift
         summary["mean"]["shift_follow"] = shift["share"]
+        summary["mean"]["shift_stay"] = shift.get("stay_share")  # a shift.json from before it has none
     write_report(out, summary, records, settings, pipe.preset)
     return EvalReport(out, summary, done, skipped, failed)
 

@@ -6,7 +6,9 @@ episode starting Δ earlier (so every visible contact comes Δ later in the wind
 and generated with the same seed and the same audio condition (a random indexed clip of another video, drawn
 per clip) as the undelayed window. An onset of the undelayed output at t counts as eligible when t + Δ lies
 in the window, and as followed when an onset of the delayed output lies within ±50 ms of t + Δ
-(`benchmark_metrics.shift_follow`). Windows that would start before the episode or end after it are skipped.
+(`benchmark_metrics.shift_follow`); as stayed when one lies within ±50 ms of t itself (`shift_stayed`: placed by
+what the delay leaves alone, such as the audio condition). Windows that would start before the episode or end
+after it are skipped.
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ def delayed_clip(clip: Clip, episode: Path, delay_s: float, episode_seconds: flo
 def shift_test(pipe: Pipeline, clips: Sequence[EvalClip], bench: str | Path, cache: str | Path, seed: int = 0,
                options: dict[str, Any] | None = None, delays: Sequence[float] = DELAYS_S,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run the shift test on benchmark clips -> {"delays": {"+0.3": {"followed", "eligible", "share"}, ...},
-    "followed", "eligible", "share", "clips"}. options: generation settings (steps, guidance weights) for
+    """Run the shift test on benchmark clips -> {"delays": {"+0.3": {"followed", "eligible", "share", "stayed",
+    "stay_share"}, ...}, "followed", "eligible", "share", "stayed", "stay_share", "clips"}. options: generation settings (steps, guidance weights) for
     every output; the ambient is always a random clip of another video, drawn per clip and seed."""
     bench, cache = Path(bench), Path(cache)
-    counts = {d: [0, 0] for d in delays}
+    counts = {d: [0, 0, 0] for d in delays}  # followed, eligible, stayed
     seconds: dict[str, float] = {}  # each episode's length, probed once
     used = 0
     rate = pipe.preset.audio.sample_rate
@@ -71,11 +73,14 @@ def shift_test(pipe: Pipeline, clips: Sequence[EvalClip], bench: str | Path, cac
             followed, eligible = bm.shift_follow(onsets[0], shifted, d, clip.duration)
             counts[d][0] += followed
             counts[d][1] += eligible
+            counts[d][2] += bm.shift_stayed(onsets[0], shifted, d, clip.duration)
         used += 1
         if progress is not None:
             progress(n + 1, len(clips))
-    rows = {f"{d:+.1f}": {"followed": f, "eligible": e, "share": f / e if e else None}
-            for d, (f, e) in counts.items()}
-    followed, eligible = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+    rows = {f"{d:+.1f}": {"followed": f, "eligible": e, "share": f / e if e else None, "stayed": st,
+                          "stay_share": st / e if e else None}
+            for d, (f, e, st) in counts.items()}
+    followed, eligible, stayed = (sum(c[i] for c in counts.values()) for i in range(3))
     return {"delays": rows, "followed": followed, "eligible": eligible,
-            "share": followed / eligible if eligible else None, "clips": used, "seed": seed}
+            "share": followed / eligible if eligible else None, "stayed": stayed,
+            "stay_share": stayed / eligible if eligible else None, "clips": used, "seed": seed}
