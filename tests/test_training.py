@@ -159,37 +159,6 @@ def test_vae_reconstruction_improves(bench):
     assert after < 0.6 * before
 
 
-def test_decoder_only_vae_stage_keeps_the_latents_and_sharpens_the_decoder(bench):
-    # vae.train_encoder=false: a diffusion model trained on the given VAE's latents must keep its meaning, so
-    # the encoder, quant_conv and the scaling factor stay exactly as given while the decoder learns.
-    from action2sound.training.vae import VAEStage
-
-    p = dataclasses.replace(TINY, vae=dataclasses.replace(TINY.vae, train_encoder=False, scaling_factor=0.8))
-    batch = _clip_batch(bench, 4, frames=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        module = VAEStage(p, dataclasses.replace(p.train.vae, lr=3e-3), train_size=4)
-    before = {k: v.clone() for k, v in module.vae.state_dict().items()}
-    real = batch["mel"][..., : p.audio.num_frames]
-    err_before = float((module.reconstruct(batch["mel"]) - real).abs().mean())
-    _fit(module, batch, 40)
-    after = module.vae.state_dict()
-    frozen = [k for k in after if k.startswith(("encoder.", "quant_conv."))]
-    learned = [k for k in after if k.startswith(("decoder.", "post_quant_conv."))]
-    assert frozen and learned
-    assert all(torch.equal(before[k], after[k]) for k in frozen)
-    assert sum(not torch.equal(before[k], after[k]) for k in learned) > 0.8 * len(learned)
-    assert float((module.reconstruct(batch["mel"]) - real).abs().mean()) < 0.7 * err_before
-    loader = [{"mel": batch["mel"]}]
-    assert module.fit_scaling_factor(loader) == 0.8 and module.vae.config.scaling_factor == 0.8
-
-
-def test_decoder_only_vae_stage_needs_the_vae_it_fine_tunes(bench, tmp_path):
-    with pytest.raises(Action2SoundError, match="vae.train_encoder=false .* pass --init"):
-        train("vae", "tiny", bench, tmp_path / "run", overrides=["vae.train_encoder=false"], max_steps=1,
-              progress=False)
-
-
 def test_rolled_audio_condition_is_each_rows_own_circular_roll(tmp_path_factory):
     from action2sound.training.ldm import roll_columns
 

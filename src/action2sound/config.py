@@ -167,9 +167,6 @@ class VAEConfig:
     # Train on random crops this many frames wide (a multiple of `downsample`; 0 = whole mels): the VAE is
     # convolutional, and full-resolution convolutions dominate its cost.
     train_crop_frames: int = 0
-    # false: the vae stage trains the decoder only (the encoder and the scaling factor stay those of --init), so
-    # a diffusion model trained on the given VAE's latents keeps its meaning: a sharper decoder for it.
-    train_encoder: bool = True
 
     @property
     def downsample(self) -> int:

@@ -41,7 +41,7 @@ from ..data.splits import load_clip_table, split_train_val
 from ..data.store import ClipDataset, Store
 from ..errors import Action2SoundError
 from ..models.sync_classifier import data_preset
-from ..weights import file_sha256, load_component, read_weights, read_weights_preset, save_weights
+from ..weights import file_sha256, load_component, read_weights, save_weights
 from .av import AVStage
 from .callbacks import EMA, StepCheckpoint
 from .data import StageData, StoreDataset
@@ -215,13 +215,6 @@ def train(
     per_device = cfg.batch_size // world
     every = checkpoint_every or cfg.checkpoint_every
 
-    if stage == "vae" and p.vae.trainable and not p.vae.train_encoder:
-        # Decoder only: the latents must stay those of the given VAE, its scaling factor included.
-        if init is None:
-            raise Action2SoundError("vae.train_encoder=false fine-tunes the decoder of a trained VAE: pass --init "
-                                    "with its weights (a model directory's vae.safetensors)")
-        p = dataclasses.replace(p, vae=dataclasses.replace(
-            p.vae, scaling_factor=read_weights_preset(init, "vae").vae.scaling_factor))
     # ---- 3. the module (initialised from the seed without touching the global RNG)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

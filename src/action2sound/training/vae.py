@@ -26,10 +26,6 @@ class VAEStage(StageModule):
         super().__init__(preset, train_cfg, seed, train_size)
         self.vae = build_vae_from_preset(preset)
         self.vae.requires_grad_(True).train()
-        if not preset.vae.train_encoder:
-            # Decoder only: the latents (encoder, quant_conv, scaling factor) stay those the weights came with.
-            self.vae.encoder.requires_grad_(False)
-            self.vae.quant_conv.requires_grad_(False)
         # Sums over validation batches: |error|, error^2, elements, clips.
         self._val = torch.zeros(4, dtype=torch.float64)
         self.scaling_factor = preset.vae.scaling_factor
@@ -89,10 +85,7 @@ class VAEStage(StageModule):
 
     @torch.no_grad()
     def fit_scaling_factor(self, loader, max_batches: int = 16) -> float:
-        """Set the scaling factor to 1 / std of posterior samples over up to `max_batches` batches; returns it.
-        A decoder-only run (vae.train_encoder=false) keeps the one it started with."""
-        if not self.preset.vae.train_encoder:
-            return self.scaling_factor
+        """Set the scaling factor to 1 / std of posterior samples over up to `max_batches` batches; returns it."""
         g = torch.Generator(device=self.device).manual_seed(self.seed)
         total, sq, n = 0.0, 0.0, 0
         self.vae.eval()
