@@ -200,6 +200,10 @@ class ConditioningConfig:
     # nothing rewards putting the condition's events at the time they have in it; the condition should say
     # which ambient, not when a sound happens (a model trained without it copied the condition's onsets).
     roll_audio: bool = False
+    # The neighbour latent's running median over this many columns (odd; 0 or 1: off) before its tokens, in
+    # training and sampling alike: the condition keeps its ambient bed and loses its short events, so none of
+    # them can be copied into the output at their own time.
+    audio_median_columns: int = 0
 
 
 @dataclass(frozen=True)
