@@ -6,7 +6,8 @@
 # Rows: our design (the sync stream; the shipped model) and the paper's (cross-attention only: the same v1 ldm,
 # av, vae and store, fine-tuned as long on the same windows without the stream), each with the retrieved /
 # quiet / none audio condition; the model without audio condition (video only: ours fine-tuned further without
-# its audio condition); the retrieval baseline; the ground truth (every table's last row); a steps curve of our
+# its audio condition); the retrieval baseline; the codec ceiling (the ground truth through our VAE + vocoder);
+# the ground truth (every table's last row); a steps curve of our
 # design. Every row is scored on the same clips and seeds, with one judge of the DeSync-like offset (the run's
 # sync encoder, the one the default model ships), and the centre impulse's scores beside it.
 set -euo pipefail
@@ -50,6 +51,8 @@ ev "ours, retrieved" --model "$MODEL" --ambient retrieved --seeds "$SEEDS" --shi
 ev "ours, quiet" --model "$MODEL" --ambient quiet --seeds "$SEEDS"
 ev "ours, none" --model "$MODEL" --ambient none --seeds "$SEEDS"
 ev "retrieval baseline" --model "$MODEL" --baseline retrieval --seeds 1
+# The ceiling of every metric for this model: the ground truth through its own VAE and vocoder (deterministic).
+ev "codec (ground truth through our VAE + vocoder)" --model "$MODEL" --baseline codec --seeds 1
 for steps in 5 10 50; do
   ev "ours, retrieved, $steps steps" --model "$MODEL" --ambient retrieved --seeds 1 --steps "$steps"
 done
@@ -77,7 +80,8 @@ from action2sound.evaluation.report import markdown_table, plot_curve
 from action2sound.weights import read_model_json
 study = Path(sys.argv[1])
 main = ["ours, retrieved", "ours, quiet", "ours, none", "paper design, retrieved", "paper design, quiet",
-        "paper design, none", "video only (no audio condition)", "retrieval baseline"]
+        "paper design, none", "video only (no audio condition)", "retrieval baseline",
+        "codec (ground truth through our VAE + vocoder)"]
 curve = ["ours, retrieved, 5 steps", "ours, retrieved, 10 steps", "ours, retrieved", "ours, retrieved, 50 steps"]
 load = lambda name: json.loads((study / name / "summary.json").read_text())
 text = "## Main table\n\n" + markdown_table([load(n) for n in main if (study / n / "summary.json").is_file()])
@@ -99,7 +103,8 @@ for name in ("ours, retrieved", "paper design, retrieved"):
     if (study / name / "shift.json").is_file():
         s = json.loads((study / name / "shift.json").read_text())
         rows = ", ".join(f"{d} s: {v['followed']}/{v['eligible']}" for d, v in s["delays"].items())
-        text += f"\nShift test, {name}: {s['followed']}/{s['eligible']} onsets follow ({rows}).\n"
+        stayed = f"; {s['stayed']} stayed at their time" if "stayed" in s else ""
+        text += f"\nShift test, {name}: {s['followed']}/{s['eligible']} onsets follow ({rows}){stayed}.\n"
 (study / "table.md").write_text(text)
 print(study / "table.md")
 PY
