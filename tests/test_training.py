@@ -159,33 +159,6 @@ def test_vae_reconstruction_improves(bench):
     assert after < 0.6 * before
 
 
-def test_rolled_audio_condition_is_each_rows_own_circular_roll(tmp_path_factory):
-    from action2sound.training.ldm import roll_columns
-
-    x = torch.randn(64, 2, 3, 7)
-    y = roll_columns(x, torch.Generator().manual_seed(0))
-    shifts = []
-    for a, b in zip(x, y):
-        k = [s for s in range(7) if torch.equal(torch.roll(a, s, dims=-1), b)]
-        assert len(k) == 1  # a whole roll: every value kept, column order kept up to the wrap
-        shifts.append(k[0])
-    assert len(set(shifts)) == 7  # every shift occurs: the condition's timing says nothing
-    # In the ldm stage: cond.roll_audio rolls the neighbour latent drawn with the same generator, nothing else.
-    store = Store(tiny_store(tmp_path_factory))
-    ds = StoreDataset(store, np.arange(4), neighbours_k=4)
-    batch = default_collate([ds[(k, 0)] for k in range(4)])
-    assert batch["has_cond"].any()
-    plain = LDMStage(TINY, TINY.train.ldm, train_size=4)
-    rolled = LDMStage(dataclasses.replace(TINY, cond=dataclasses.replace(TINY.cond, roll_audio=True)),
-                      TINY.train.ldm, train_size=4)
-    x0, c0, m0 = plain.latents(batch, torch.Generator().manual_seed(1))
-    x1, c1, m1 = rolled.latents(batch, torch.Generator().manual_seed(1))
-    assert torch.equal(x0, x1) and torch.equal(m0, m1) and not torch.equal(c0, c1)
-    w = c0.shape[-1]
-    for a, b in zip(c0, c1):
-        assert any(torch.equal(torch.roll(a, s, dims=-1), b) for s in range(w))
-
-
 def test_vocoder_mel_loss_falls(bench):
     from action2sound.training.vocoder import VocoderStage
 

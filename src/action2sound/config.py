@@ -196,10 +196,6 @@ class ConditioningConfig:
     audio_hidden: int = 512
     # False: video tokens only (the paper's "without audio condition" ablation).
     use_audio: bool = True
-    # Training only: roll each neighbour latent in time by a random number of columns (circularly), so that
-    # nothing rewards putting the condition's events at the time they have in it; the condition should say
-    # which ambient, not when a sound happens (a model trained without it copied the condition's onsets).
-    roll_audio: bool = False
     # The neighbour latent's running median over this many columns (odd; 0 or 1: off) before its tokens, in
     # training and sampling alike: the condition keeps its ambient bed and loses its short events, so none of
     # them can be copied into the output at their own time.

@@ -52,8 +52,6 @@ class LDMStage(StageModule):
         if "cond_mean" not in batch or self.model.conditioner.audio is None:
             return x0, None, None
         cond = sample_latent(batch["cond_mean"], batch["cond_std"], sf, generator)
-        if self.preset.cond.roll_audio:
-            cond = roll_columns(cond, generator)
         return x0, cond, ~batch["has_cond"].bool()
 
     def compute_loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
@@ -173,14 +171,6 @@ class LDMStage(StageModule):
         x = z[:, 0]
         lo, hi = x.amin(dim=(1, 2), keepdim=True), x.amax(dim=(1, 2), keepdim=True)
         return ((x - lo) / (hi - lo + 1e-8)).cpu().numpy()
-
-
-def roll_columns(latent: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each latent [B, C, F, W] rolled circularly along W by its own random shift in [0, W)."""
-    b, w = latent.shape[0], latent.shape[-1]
-    shift = torch.randint(0, w, (b, 1), generator=generator, device=generator.device).to(latent.device)
-    index = (torch.arange(w, device=latent.device)[None] - shift) % w  # column j takes column j - shift
-    return torch.gather(latent, -1, index[:, None, None, :].expand_as(latent))
 
 
 def _picture(mel: np.ndarray) -> np.ndarray:
