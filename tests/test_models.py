@@ -261,35 +261,6 @@ def test_audio_tokens_read_the_latent_as_time_steps():
     assert torch.all(diff[:, 7] > 0) and torch.all(diff[:, torch.arange(33) != 7] == 0)
 
 
-def test_running_median_keeps_the_bed_and_drops_short_events():
-    from action2sound.models.conditioning import running_median
-
-    bed = torch.linspace(-1.0, 1.0, 4 * 10).view(1, 4, 10, 1).expand(2, 4, 10, 33).clone()  # constant in time
-    assert torch.equal(running_median(bed, 7), bed)
-    event = bed.clone()
-    event[..., 12:15] += 5.0  # 3 columns (280 ms): shorter than half the window
-    assert torch.equal(running_median(event, 7), bed)
-    step = torch.zeros(1, 1, 1, 33)
-    step[..., 16:] = 1.0  # a change that lasts is kept, at its time
-    assert torch.equal(running_median(step, 7), step)
-    with pytest.raises(ValueError, match="odd width"):
-        running_median(bed, 6)
-
-
-def test_a_median_filtered_audio_condition_cannot_carry_its_events():
-    p = dataclasses.replace(TINY, cond=dataclasses.replace(TINY.cond, audio_median_columns=5))
-    audio = Conditioner.from_preset(p).audio
-    assert audio.median_columns == 5  # from the preset, so a saved model samples as it was trained
-    w = p.latent_shape[-1]
-    z = torch.randn(2, *p.latent_shape[:2], 1).expand(-1, -1, -1, w).contiguous()  # an ambient bed
-    with_event = z.clone()
-    with_event[..., w // 2 : w // 2 + 2] += 4.0
-    assert torch.allclose(audio(with_event), audio(z))
-    plain = Conditioner.from_preset(TINY).audio
-    plain.load_state_dict(audio.state_dict())
-    assert not torch.allclose(plain(with_event), plain(z))  # without it the event reaches the tokens
-
-
 def test_dropping_a_condition_uses_the_same_null_tokens_as_sampling():
     torch.manual_seed(0)
     ldm = LatentDiffusion.from_preset(TINY)

@@ -196,10 +196,6 @@ class ConditioningConfig:
     audio_hidden: int = 512
     # False: video tokens only (the paper's "without audio condition" ablation).
     use_audio: bool = True
-    # The neighbour latent's running median over this many columns (odd; 0 or 1: off) before its tokens, in
-    # training and sampling alike: the condition keeps its ambient bed and loses its short events, so none of
-    # them can be copied into the output at their own time.
-    audio_median_columns: int = 0
 
 
 @dataclass(frozen=True)

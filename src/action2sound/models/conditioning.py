@@ -40,10 +40,9 @@ class AudioTokens(nn.Module):
     trained it: SPEC §3.2).
     """
 
-    def __init__(self, latent_shape: tuple[int, int, int], ctx_dim: int, hidden: int, median_columns: int = 0):
+    def __init__(self, latent_shape: tuple[int, int, int], ctx_dim: int, hidden: int):
         super().__init__()
         self.latent_shape = tuple(latent_shape)
-        self.median_columns = median_columns
         c, f, w = self.latent_shape
         self.mlp = nn.Sequential(nn.Linear(c * f, hidden), nn.GELU(), nn.Linear(hidden, ctx_dim))
         self.pos = nn.Parameter(torch.randn(w, ctx_dim) * _INIT_STD)
@@ -53,8 +52,6 @@ class AudioTokens(nn.Module):
         if tuple(latent.shape[1:]) != self.latent_shape:
             raise ValueError(f"audio latent must be [B, {', '.join(map(str, self.latent_shape))}], "
                              f"got {tuple(latent.shape)}")
-        if self.median_columns > 1:
-            latent = running_median(latent, self.median_columns)
         b, c, f, w = latent.shape
         steps = latent.permute(0, 3, 1, 2).reshape(b, w, c * f)  # [B, W, C*F], channel-major per step
         return self.mlp(steps) + self.pos
@@ -69,7 +66,7 @@ class Conditioner(nn.Module):
         self.video = VideoTokens(video_dim, num_frames, cfg.ctx_dim)
         self.null_video = nn.Parameter(torch.randn(num_frames, cfg.ctx_dim) * _INIT_STD)
         if cfg.use_audio:
-            self.audio = AudioTokens(latent_shape, cfg.ctx_dim, cfg.audio_hidden, cfg.audio_median_columns)
+            self.audio = AudioTokens(latent_shape, cfg.ctx_dim, cfg.audio_hidden)
             self.null_audio = nn.Parameter(torch.randn(latent_shape[2], cfg.ctx_dim) * _INIT_STD)
         else:
             self.audio = None
@@ -92,17 +89,6 @@ class Conditioner(nn.Module):
         elif audio_latent is not None:
             raise ValueError("this model has no audio condition (cond.use_audio=False); pass audio_latent=None")
         return torch.cat(parts, dim=1)
-
-
-def running_median(latent: torch.Tensor, width: int) -> torch.Tensor:
-    """Each value of latent [B, C, F, W] replaced by the median of the `width` columns around it (odd width;
-    the edge columns repeated): a bed that lasts stays, an event shorter than width / 2 columns goes."""
-    if width % 2 == 0:
-        raise ValueError(f"the running median needs an odd width, got {width}")
-    half = width // 2
-    padded = torch.cat([latent[..., :1].expand(*latent.shape[:-1], half), latent,
-                        latent[..., -1:].expand(*latent.shape[:-1], half)], dim=-1)
-    return padded.unfold(-1, width, 1).median(dim=-1).values
 
 
 def _batch_size(tensors: tuple[torch.Tensor | None, ...], given: int | None) -> int:
