@@ -1,7 +1,7 @@
 """The outputs of an evaluation run: the model through the pipeline, or a baseline (the retrieved clip's audio,
-the ground truth, the ground truth through the model's own VAE and vocoder). Conditions come from `conditions` (the pipeline's own resolver): the `random` ablation and a
-FILE are resolved here, keyed by the clip, and handed to the pipeline; the retrieval baseline uses the same
-retrieval as the `retrieved` ambient."""
+the ground truth, the ground truth through the model's own VAE and vocoder). Conditions come from `conditions`
+(the pipeline's own resolver): the `random` ablation and a FILE are resolved here, keyed by the clip, and handed
+to the pipeline; the retrieval baseline uses the same retrieval as the `retrieved` ambient."""
 
 from __future__ import annotations
 

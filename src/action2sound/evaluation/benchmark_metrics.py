@@ -453,10 +453,8 @@ def shift_follow(onsets: Sequence[float], shifted_onsets: Sequence[float], delay
     t + delay_s (one-to-one). A model in sync follows every onset; one that ignores the video follows none
     (for |delay_s| beyond the spacing of its onsets).
     """
-    t = np.asarray(onsets, dtype=np.float64).reshape(-1)
-    moved = t + delay_s
-    eligible = moved[(moved >= tolerance) & (moved <= duration - tolerance)]
-    return match_onsets(eligible, shifted_onsets, tolerance), int(eligible.size)
+    t = _shift_eligible(onsets, delay_s, duration, tolerance)
+    return match_onsets(t + delay_s, shifted_onsets, tolerance), int(t.size)
 
 
 def shift_stayed(onsets: Sequence[float], shifted_onsets: Sequence[float], delay_s: float, duration: float,
@@ -468,9 +466,14 @@ def shift_stayed(onsets: Sequence[float], shifted_onsets: Sequence[float], delay
     delay) or a fixed preference for a time in the window. A follower scores 0, a model that ignores the video
     scores every eligible onset.
     """
+    return match_onsets(_shift_eligible(onsets, delay_s, duration, tolerance), shifted_onsets, tolerance)
+
+
+def _shift_eligible(onsets: Sequence[float], delay_s: float, duration: float, tolerance: float) -> np.ndarray:
+    """The onsets (s, float64 [K]) whose time + delay_s lies in the window, tolerance away from its edges."""
     t = np.asarray(onsets, dtype=np.float64).reshape(-1)
     moved = t + delay_s
-    return match_onsets(t[(moved >= tolerance) & (moved <= duration - tolerance)], shifted_onsets, tolerance)
+    return t[(moved >= tolerance) & (moved <= duration - tolerance)]
 
 
 def centre_impulse_wave(duration: float, sr: int = ANALYSIS_RATE, seed: int = 0,

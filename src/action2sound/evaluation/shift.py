@@ -44,8 +44,9 @@ def shift_test(pipe: Pipeline, clips: Sequence[EvalClip], bench: str | Path, cac
                options: dict[str, Any] | None = None, delays: Sequence[float] = DELAYS_S,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the shift test on benchmark clips -> {"delays": {"+0.3": {"followed", "eligible", "share", "stayed",
-    "stay_share"}, ...}, "followed", "eligible", "share", "stayed", "stay_share", "clips"}. options: generation settings (steps, guidance weights) for
-    every output; the ambient is always a random clip of another video, drawn per clip and seed."""
+    "stay_share"}, ...}, "followed", "eligible", "share", "stayed", "stay_share", "clips"}. options: generation
+    settings (steps, guidance weights) for every output; the ambient is always a random clip of another video,
+    drawn per clip and seed."""
     bench, cache = Path(bench), Path(cache)
     counts = {d: [0, 0, 0] for d in delays}  # followed, eligible, stayed
     seconds: dict[str, float] = {}  # each episode's length, probed once
