@@ -462,8 +462,9 @@ def shift_stayed(onsets: Sequence[float], shifted_onsets: Sequence[float], delay
     """The shift test's other side: how many of `shift_follow`'s eligible onsets did *not* move, i.e. the
     delayed output has an onset within +-tolerance of the original time t (one-to-one).
 
-    Such a sound was placed by something the delay leaves alone: the audio condition (the same for every
-    delay) or a fixed preference for a time in the window. A follower scores 0, a model that ignores the video
+    Such a sound was placed by something the delay leaves alone: the window's edges (a decoder can add an
+    onset in a window's first frame or last latent column), the audio condition (the same for every delay), or
+    a fixed preference for a time in the window. A follower scores 0, a model that ignores the video
     scores every eligible onset.
     """
     return match_onsets(_shift_eligible(onsets, delay_s, duration, tolerance), shifted_onsets, tolerance)
