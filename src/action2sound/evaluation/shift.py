@@ -7,8 +7,8 @@ and generated with the same seed and the same audio condition (a random indexed 
 per clip) as the undelayed window. An onset of the undelayed output at t counts as eligible when t + Δ lies
 in the window, and as followed when an onset of the delayed output lies within ±50 ms of t + Δ
 (`benchmark_metrics.shift_follow`); as stayed when one lies within ±50 ms of t itself (`shift_stayed`: placed by
-what the delay leaves alone: the window's edges, the audio condition). Windows that would start before the episode or end
-after it are skipped.
+what the delay leaves alone: the window's edges, the audio condition). Windows that would start before the
+episode or end after it are skipped.
 """
 
 from __future__ import annotations
