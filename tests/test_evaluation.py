@@ -332,10 +332,10 @@ def test_baselines_and_the_silent_ground_truth(env, tmp_path):
     from action2sound.evaluation.baselines import Generator
     from action2sound.pipeline import latents_to_mels, load_pipeline, mels_to_waves
 
-    codec = evaluate(EvalSettings(out=str(tmp_path / "codec"), baseline="codec", **common))
+    settings = EvalSettings(out=str(tmp_path / "codec"), baseline="codec", **common)
+    codec = evaluate(settings)
     records = [json.loads(line) for line in (codec.out / "records.jsonl").read_text().splitlines()]
     assert {r["condition"]["mode"] for r in records if r["seed"] == 0} == {"codec"} and not codec.failed
-    settings = EvalSettings(out=str(tmp_path / "codec"), baseline="codec", **common)
     pipe = load_pipeline(str(env.model), device="cpu")
     gt = [np.asarray(soundfile.read(codec.out / "audio" / f"{r['clip_id']}_gt.wav", dtype="float32")[0])
           for r in records if r["seed"] == 0]

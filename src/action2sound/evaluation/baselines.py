@@ -106,8 +106,9 @@ class Generator:
             return err
 
     def _codec(self, ctxs: Sequence[ClipContext]) -> list[Output]:
-        """The ground truth encoded by the model's VAE (posterior mean) and decoded by its VAE and vocoder: the
-        best any latent the diffusion model makes can sound, so every metric's ceiling for this model."""
+        """The ground truth encoded by the model's VAE (as a condition of that audio would be: `wave_latent`)
+        and decoded by its VAE and vocoder (as `Pipeline` decodes): the best any latent the diffusion model makes
+        can sound, so every metric's ceiling for this model. Deterministic: every seed gets the same output."""
         p = self.pipe
         with torch.no_grad():
             z = torch.stack([self.conditions.wave_latent(c.gt_wave) for c in ctxs])
