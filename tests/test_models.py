@@ -368,6 +368,47 @@ def test_tiny_vae_shapes_and_latent_sampling():
     torch.testing.assert_close(total, rec + 1e-3 * kl)
 
 
+def test_decoding_with_edge_columns_ignores_the_padding_columns():
+    torch.manual_seed(0)
+    vae = build_vae(TINY.vae, TINY.audio).eval()
+    n, f = TINY.audio.num_frames, TINY.vae.downsample
+    z = torch.randn(2, *TINY.latent_shape)
+    full = n // f  # columns whose frames are all real; the rest hold padding frames
+    assert full < z.shape[-1]
+    moved = z.clone()
+    moved[..., full:] += 5.0
+    with torch.no_grad():
+        plain = vae.decode(z / vae.config.scaling_factor).sample[:, 0, :, :n].clamp(0, 1)
+        torch.testing.assert_close(decode_latent(vae, z, n), plain)  # 0: the latent decoded as it is
+        assert not torch.allclose(decode_latent(vae, moved, n), plain)
+        out = decode_latent(vae, z, n, edge_columns=2)
+        assert out.shape == plain.shape and not torch.allclose(out, plain)
+        torch.testing.assert_close(decode_latent(vae, moved, n, edge_columns=2), out)
+
+
+def test_the_default_vae_decodes_stationary_noise_without_a_fade_at_the_ends():
+    # The defect decode_edge_columns mends: decoded as is, the shipped VAE fades the last frames of a steady
+    # sound by ~0.37 of the mel's range (an onset before the fade); with the edge context it stays within 0.15.
+    from action2sound.mel import wave_to_mel
+    from action2sound.weights import default_model_dir, load_model_dir
+
+    md = load_model_dir(default_model_dir(), components=("vae",))
+    audio, k = md.preset.audio, md.preset.vae.decode_edge_columns
+    assert k == 2
+    wave = (0.1 * np.random.default_rng(0).standard_normal((2, audio.num_samples))).astype(np.float32)
+    with torch.no_grad():
+        mean, _ = encode_mel(md.vae, torch.from_numpy(wave_to_mel(wave, audio)))
+        z = mean * md.vae.config.scaling_factor
+
+        def worst_edge(edge_columns):
+            level = decode_latent(md.vae, z, audio.num_frames, edge_columns=edge_columns).mean(1)  # [B, frames]
+            inner = level[:, 16:-16].mean(1, keepdim=True)
+            return float(torch.cat([level[:, :16], level[:, -16:]], 1).sub(inner).abs().max())
+
+        assert worst_edge(0) > 0.3
+        assert worst_edge(k) < 0.15
+
+
 def test_three_channel_vae_copies_the_mel_and_keeps_channel_0():
     cfg = dataclasses.replace(TINY.vae, in_channels=3)
     vae = build_vae(cfg, TINY.audio)

@@ -167,6 +167,11 @@ class VAEConfig:
     # Train on random crops this many frames wide (a multiple of `downsample`; 0 = whole mels): the VAE is
     # convolutional, and full-resolution convolutions dominate its cost.
     train_crop_frames: int = 0
+    # Decode with this many latent columns of context at each end (models.vae.decode_latent): the first column
+    # repeated on the left, the last all-real column in place of the padding columns and past them. 0 decodes
+    # the latent as it is (paper: the release's function); tiny / small: 2 (the default model, 126 held-out
+    # outputs: onsets in the first 20 ms / after 2.85 s 6 / 26 -> 1 / 7, onset F1 0.470 -> 0.508; RESULTS.md).
+    decode_edge_columns: int = 0
 
     @property
     def downsample(self) -> int:
@@ -410,6 +415,7 @@ _LIMITS: dict[str, _Bound] = {
     "VAEConfig.in_channels": _Bound(1, 64), "VAEConfig.block_out_channels": _Bound(1, 1 << 14, max_len=8),
     "VAEConfig.layers_per_block": _Bound(1, 64), "VAEConfig.latent_channels": _Bound(1, 1024),
     "VAEConfig.norm_groups": _Bound(1, 1024), "VAEConfig.train_crop_frames": _Bound(0, 1 << 20),
+    "VAEConfig.decode_edge_columns": _Bound(0, 64),
     "UNetConfig.block_out_channels": _Bound(1, 1 << 14, max_len=8),
     "UNetConfig.attention_levels": _Bound(0, 1, max_len=8),
     "UNetConfig.layers_per_block": _Bound(1, 64), "UNetConfig.heads": _HEADS,
@@ -525,7 +531,7 @@ _TINY = Preset(
         audio_hidden=32, audio_layers=2, audio_heads=2, audio_mlp=64, embed_dim=32,
     ),
     vae=VAEConfig(in_channels=1, block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_groups=4,
-                  scaling_factor=1.0, trainable=True, train_crop_frames=64),
+                  scaling_factor=1.0, trainable=True, train_crop_frames=64, decode_edge_columns=2),
     unet=UNetConfig(block_out_channels=(32, 64), layers_per_block=1, attention_levels=(False, True), heads=2,
                     norm_groups=8),
     cond=ConditioningConfig(ctx_dim=32, audio_hidden=64),
@@ -550,7 +556,7 @@ _SMALL = Preset(
         audio_hidden=192, audio_layers=4, audio_heads=3, audio_mlp=768, embed_dim=128,
     ),
     vae=VAEConfig(in_channels=1, block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_groups=8,
-                  scaling_factor=1.0, trainable=True, train_crop_frames=64),
+                  scaling_factor=1.0, trainable=True, train_crop_frames=64, decode_edge_columns=2),
     unet=UNetConfig(block_out_channels=(48, 96, 192), layers_per_block=1, attention_levels=(False, True, True),
                     heads=4, norm_groups=16),
     cond=ConditioningConfig(ctx_dim=192, audio_hidden=256),

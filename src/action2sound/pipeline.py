@@ -108,7 +108,7 @@ def sample_windows(
 
 def latents_to_mels(vae: torch.nn.Module, z: torch.Tensor, preset: Preset) -> torch.Tensor:
     """Scaled latents [B, C, F, W] -> normalised mels [B, n_mels, num_frames] (real frames only)."""
-    return decode_latent(vae, z, preset.audio.num_frames)
+    return decode_latent(vae, z, preset.audio.num_frames, edge_columns=preset.vae.decode_edge_columns)
 
 
 def mels_to_waves(vocoder: torch.nn.Module | None, mel: torch.Tensor, preset: Preset, seed: int = 0) -> np.ndarray:

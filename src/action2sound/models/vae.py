@@ -53,12 +53,27 @@ def sample_latent(mean: torch.Tensor, std: torch.Tensor, scaling_factor: float,
     return (mean + std * eps) * scaling_factor
 
 
-def decode_latent(vae: AutoencoderKL, z: torch.Tensor, num_frames: int, clamp: bool = True) -> torch.Tensor:
-    """Scaled latent [B, C, F, W] -> normalised mel [B, n_mels, num_frames] (channel 0, real frames only)."""
+def decode_latent(vae: AutoencoderKL, z: torch.Tensor, num_frames: int, clamp: bool = True,
+                  edge_columns: int = 0) -> torch.Tensor:
+    """Scaled latent [B, C, F, W] -> normalised mel [B, n_mels, num_frames] (channel 0, real frames only).
+
+    With `edge_columns` = k > 0 the latent is extended before decoding and the extension cropped after: k copies
+    of its first column on the left, and on the right the columns that hold padding frames (the encoder saw the
+    mel's zero padding there) replaced by copies of the last column whose frames are all real, k more of them
+    past the end. Decoded as is, a VAE trained on zero-padded mels fades its last frames towards silence after
+    an overshoot, and its first frame is dim (its convolutions pad with zeros): onsets at both ends of every
+    window that no video asked for (docs/RESULTS.md, session 11). k = 0 decodes the latent as it is.
+    """
+    f = 2 ** (len(vae.config.block_out_channels) - 1)
+    if edge_columns > 0:
+        full = max(1, min(z.shape[-1], num_frames // f))  # columns whose frames are all real
+        last = z[..., full - 1 : full]
+        z = torch.cat([z[..., :1]] * edge_columns + [z[..., :full]] + [last] * (z.shape[-1] - full + edge_columns), -1)
     image = vae.decode(z / vae.config.scaling_factor).sample  # [B, in_channels, n_mels, W * f]
-    if image.shape[-1] < num_frames:
-        raise ValueError(f"decoded mel has {image.shape[-1]} frames, fewer than the {num_frames} asked for")
-    mel = image[:, 0, :, :num_frames]
+    start = edge_columns * f if edge_columns > 0 else 0
+    if image.shape[-1] - start < num_frames:
+        raise ValueError(f"decoded mel has {image.shape[-1] - start} frames, fewer than the {num_frames} asked for")
+    mel = image[:, 0, :, start : start + num_frames]
     return mel.clamp(0.0, 1.0) if clamp else mel
 
 

@@ -69,7 +69,8 @@ def vae_round_trip(mels: np.ndarray, model_dir: Path, batch: int = 16) -> np.nda
     with torch.inference_mode():
         for i in tqdm(range(0, len(mels), batch), desc="VAE round trip", unit="batch"):
             mean, _ = encode_mel(md.vae, torch.from_numpy(mels[i:i + batch]))
-            out.append(decode_latent(md.vae, mean * md.vae.config.scaling_factor, UNIVERSAL22K_AUDIO.num_frames))
+            out.append(decode_latent(md.vae, mean * md.vae.config.scaling_factor, UNIVERSAL22K_AUDIO.num_frames,
+                                     edge_columns=md.preset.vae.decode_edge_columns))
     decoded = torch.cat(out).numpy()
     return np.pad(decoded, ((0, 0), (0, 0), (0, mels.shape[-1] - decoded.shape[-1])))  # the padding frames
 

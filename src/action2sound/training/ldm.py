@@ -167,7 +167,8 @@ class LDMStage(StageModule):
         each latent's first channel, min-max scaled to [0, 1] [B, F, W]."""
         if self._vae:
             vae = self._vae[0].to(z.device)
-            return decode_latent(vae, z, self.preset.audio.num_frames).float().cpu().numpy()
+            mel = decode_latent(vae, z, self.preset.audio.num_frames, edge_columns=self.preset.vae.decode_edge_columns)
+            return mel.float().cpu().numpy()
         x = z[:, 0]
         lo, hi = x.amin(dim=(1, 2), keepdim=True), x.amax(dim=(1, 2), keepdim=True)
         return ((x - lo) / (hi - lo + 1e-8)).cpu().numpy()

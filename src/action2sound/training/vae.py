@@ -64,7 +64,8 @@ class VAEStage(StageModule):
     def reconstruct(self, mel: torch.Tensor) -> torch.Tensor:
         """Mel [B, n_mels, padded] -> the VAE's reconstruction from the posterior mean [B, n_mels, num_frames]."""
         mean, _ = encode_mel(self.vae, mel)
-        return decode_latent(self.vae, mean * self.vae.config.scaling_factor, self.preset.audio.num_frames)
+        return decode_latent(self.vae, mean * self.vae.config.scaling_factor, self.preset.audio.num_frames,
+                             edge_columns=self.preset.vae.decode_edge_columns)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         mel = batch["mel"]
