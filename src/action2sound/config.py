@@ -168,7 +168,8 @@ class VAEConfig:
     # convolutional, and full-resolution convolutions dominate its cost.
     train_crop_frames: int = 0
     # Decode with this many latent columns of context at each end (models.vae.decode_latent): the first column
-    # repeated on the left, the last all-real column in place of the padding columns and past them. 0 decodes
+    # repeated on the left; on the right the mean of the last all-real column and the padding columns in place
+    # of the padding columns and past them. 0 decodes
     # the latent as it is (paper: the release's function); tiny / small: 2 (the default model, 126 held-out
     # outputs: onsets in the first 20 ms / after 2.85 s 6 / 26 -> 1 / 7, onset F1 0.470 -> 0.508; RESULTS.md).
     decode_edge_columns: int = 0
