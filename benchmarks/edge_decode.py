@@ -6,8 +6,9 @@
 Each wave (a 3 s recording, e.g. the ground truths an `evaluate` run wrote, or stationary noise at three levels
 when none is given) is encoded by the model's VAE (posterior mean) and decoded as it is and with the edge columns,
 then vocoded. Prints, per decode, the mean L1 to the wave's own mel over the first 8 / last 16 frames and over all
-frames, and the onsets the benchmark's detector finds in the first 20 ms and after the last 0.15 s (a recording
-has none there; docs/RESULTS.md, session 11). `--plot` draws the mean mel level per frame at both ends.
+frames, the onsets the benchmark's detector finds in the first 20 ms and after the last 0.15 s (a recording
+has none there), and the median over waves of the last 0.1 s's level over the wave's median 0.1 s (a fade reads
+below 0 dB, a swell above; docs/RESULTS.md, session 11). `--plot` draws the mean mel level per frame at both ends.
 """
 
 from __future__ import annotations
@@ -62,15 +63,25 @@ def main() -> None:
     levels = {"the wave's own mel": real.mean(1).median(0).values.numpy()}
     for name, m in decoded.items():
         err = (m - real).abs()
-        onsets = [detect_onsets(w, p.sample_rate) for w in mels_to_waves(pipe.vocoder, m, pipe.preset)]
+        out = mels_to_waves(pipe.vocoder, m, pipe.preset)
+        onsets = [detect_onsets(w, p.sample_rate) for w in out]
         start = sum(int(np.sum(t < 0.02)) for t in onsets)
         end = sum(int(np.sum(t > p.duration - 0.15)) for t in onsets)
         print(f"  {name:16s} L1 first {HEAD} frames {err[..., :HEAD].mean():.4f}, last {TAIL} "
-              f"{err[..., -TAIL:].mean():.4f}, all {err.mean():.4f}; onsets at the start {start}, at the end {end}")
+              f"{err[..., -TAIL:].mean():.4f}, all {err.mean():.4f}; onsets at the start {start}, at the end {end}; "
+              f"last 0.1 s vs the median 0.1 s {np.median([_tail_db(w, p.sample_rate) for w in out]):+.1f} dB")
         levels[name] = m.mean(1).median(0).values.numpy()  # [frames]: median over waves of the mean over bins
     if args.plot:
         _plot(levels, p.num_frames, args.plot)
         print(f"wrote {args.plot}")
+
+
+def _tail_db(wave: np.ndarray, rate: int) -> float:
+    """Level of a wave's last 0.1 s over its median 0.1 s, in dB (a recording: about 0; a fade: below; a swell:
+    above, which no onset detector reports)."""
+    n = int(0.1 * rate)
+    power = np.mean(wave[: wave.size // n * n].astype(np.float64).reshape(-1, n) ** 2, axis=1) + 1e-12
+    return float(10 * np.log10(power[-1] / np.median(power)))
 
 
 def _plot(levels: dict[str, np.ndarray], frames: int, path: Path) -> None:
