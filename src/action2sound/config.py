@@ -169,9 +169,9 @@ class VAEConfig:
     train_crop_frames: int = 0
     # Decode with this many latent columns of context at each end (models.vae.decode_latent): the first column
     # repeated on the left; on the right the mean of the last all-real column and the padding columns in place
-    # of the padding columns and past them. 0 decodes
-    # the latent as it is (paper: the release's function); tiny / small: 2 (the default model, 126 held-out
-    # outputs: onsets in the first 20 ms / after 2.85 s 6 / 26 -> 1 / 7, onset F1 0.470 -> 0.508; RESULTS.md).
+    # of the padding columns and past them. 0 decodes the latent as it is (paper: the release's function);
+    # tiny / small: 2 (the default model, 126 held-out outputs: onsets in the first 20 ms / after 2.85 s
+    # 6 / 26 -> 1 / 14, onset F1 0.470 -> 0.497, control r 0.903 -> 0.911; docs/RESULTS.md, session 11).
     decode_edge_columns: int = 0
 
     @property
