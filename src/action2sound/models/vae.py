@@ -57,14 +57,14 @@ def decode_latent(vae: AutoencoderKL, z: torch.Tensor, num_frames: int, clamp: b
                   edge_columns: int = 0) -> torch.Tensor:
     """Scaled latent [B, C, F, W] -> normalised mel [B, n_mels, num_frames] (channel 0, real frames only).
 
-    With `edge_columns` = k > 0 the latent is extended before decoding and the extension cropped after: k copies
-    of its first column on the left, and on the right the columns that hold padding frames (the encoder saw the
-    mel's zero padding there) replaced by the mean of them and the last column whose frames are all real, k more
-    copies past the end. (The last all-real column repeated instead decodes a swell: session 11 measured the
-    median output's last 0.1 s 12 dB above its median level.) Decoded as is, a latent encoded from a zero-padded mel (a cliff the VAE, trained on crops of
-    real frames, never saw) fades its last frames towards silence after an overshoot, and its first frame is
-    dim (the convolutions pad with zeros): onsets at both ends of every window that no video asked for
-    (docs/RESULTS.md, session 11). k = 0 decodes the latent as it is.
+    Decoded as is, a latent encoded from a zero-padded mel (a cliff the VAE, trained on crops of real frames,
+    never saw) fades its last frames towards silence after an overshoot, and its first frame is dim (the
+    convolutions pad with zeros): onsets at both ends of every window that no video asked for. With
+    `edge_columns` = k > 0 the latent is extended before decoding and the extension cropped after: k copies of
+    its first column on the left; on the right the columns that hold padding frames replaced by the mean of them
+    and the last column whose frames are all real, and k more copies past the end. (That last column repeated
+    instead decodes a swell: the median output's last 0.1 s 12 dB above its median level; docs/RESULTS.md,
+    session 11.) k = 0 decodes the latent as it is.
     """
     f = 2 ** (len(vae.config.block_out_channels) - 1)
     if edge_columns > 0:
