@@ -42,7 +42,7 @@ from .indexing import INDEX_DIRNAME, Retrieval, load_retrieval
 from .mel import mel_to_vocoder_input
 from .models.fast_vocoder import load_fast_vocoder
 from .models.sync_stream import sync_frame_times
-from .models.vae import decode_latent
+from .models.vae import latents_to_mels
 from .models.vocoder import HifiGanRunner, cpu_has_amx, for_cpu_inference, load_universal_hifigan, vocode
 from .options import GenerateOptions, VOCODERS
 from .outputs import GenerationResult
@@ -104,11 +104,6 @@ def sample_windows(
     denoiser = sampling.guided(model_fn, full, null_video, null_audio, options.video_guidance, w_audio, w_sync)
     return sampling.sample(denoiser, (b, *preset.latent_shape), options.sampler, options.steps, noise=noise.to(dev),
                   diffusion=preset.diffusion, device=dev)
-
-
-def latents_to_mels(vae: torch.nn.Module, z: torch.Tensor, preset: Preset) -> torch.Tensor:
-    """Scaled latents [B, C, F, W] -> normalised mels [B, n_mels, num_frames] (real frames only)."""
-    return decode_latent(vae, z, preset.audio.num_frames, edge_columns=preset.vae.decode_edge_columns)
 
 
 def mels_to_waves(vocoder: torch.nn.Module | None, mel: torch.Tensor, preset: Preset, seed: int = 0) -> np.ndarray:

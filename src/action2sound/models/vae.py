@@ -79,6 +79,12 @@ def decode_latent(vae: AutoencoderKL, z: torch.Tensor, num_frames: int, clamp: b
     return mel.clamp(0.0, 1.0) if clamp else mel
 
 
+def latents_to_mels(vae: AutoencoderKL, z: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """Scaled latents [B, C, F, W] -> normalised mels [B, n_mels, num_frames]: `decode_latent` as the preset
+    says (its real frames, its edge columns). Every decode of a model's latents goes through here."""
+    return decode_latent(vae, z, preset.audio.num_frames, edge_columns=preset.vae.decode_edge_columns)
+
+
 def vae_loss(vae: AutoencoderKL, mel: torch.Tensor, kl_weight: float, num_frames: int | None = None,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(total, L1 reconstruction, KL) for mel [B, n_mels, padded_frames]; the loss covers the first num_frames."""

@@ -58,7 +58,7 @@ def vae_round_trip(mels: np.ndarray, model_dir: Path, batch: int = 16) -> np.nda
     """Normalised padded mels [N, 80, frames] through a model directory's VAE (posterior mean, decoded; the
     padding frames zero): the smoothed mels a generating model's vocoder is given, to distil on beside the
     recordings' own."""
-    from ..models.vae import decode_latent, encode_mel
+    from ..models.vae import encode_mel, latents_to_mels
     from ..weights import load_model_dir
 
     md = load_model_dir(model_dir, components=("vae",))
@@ -69,8 +69,7 @@ def vae_round_trip(mels: np.ndarray, model_dir: Path, batch: int = 16) -> np.nda
     with torch.inference_mode():
         for i in tqdm(range(0, len(mels), batch), desc="VAE round trip", unit="batch"):
             mean, _ = encode_mel(md.vae, torch.from_numpy(mels[i:i + batch]))
-            out.append(decode_latent(md.vae, mean * md.vae.config.scaling_factor, UNIVERSAL22K_AUDIO.num_frames,
-                                     edge_columns=md.preset.vae.decode_edge_columns))
+            out.append(latents_to_mels(md.vae, mean * md.vae.config.scaling_factor, md.preset))
     decoded = torch.cat(out).numpy()
     return np.pad(decoded, ((0, 0), (0, 0), (0, mels.shape[-1] - decoded.shape[-1])))  # the padding frames
 

@@ -20,7 +20,7 @@ from ..media import write_audio
 from ..mel import mel_to_wave_griffinlim
 from ..models.ldm import LatentDiffusion
 from ..models.sync_stream import widen_for_stream
-from ..models.vae import decode_latent, sample_latent
+from ..models.vae import latents_to_mels, sample_latent
 from ..sampling import guided, sample
 from .base import StageModule
 from .callbacks import EMA
@@ -167,8 +167,7 @@ class LDMStage(StageModule):
         each latent's first channel, min-max scaled to [0, 1] [B, F, W]."""
         if self._vae:
             vae = self._vae[0].to(z.device)
-            mel = decode_latent(vae, z, self.preset.audio.num_frames, edge_columns=self.preset.vae.decode_edge_columns)
-            return mel.float().cpu().numpy()
+            return latents_to_mels(vae, z, self.preset).float().cpu().numpy()
         x = z[:, 0]
         lo, hi = x.amin(dim=(1, 2), keepdim=True), x.amax(dim=(1, 2), keepdim=True)
         return ((x - lo) / (hi - lo + 1e-8)).cpu().numpy()

@@ -13,7 +13,7 @@ import math
 import torch
 
 from ..config import Preset, StageTrainConfig
-from ..models.vae import build_vae_from_preset, decode_latent, encode_mel, vae_loss
+from ..models.vae import build_vae_from_preset, encode_mel, latents_to_mels, vae_loss
 from .base import StageModule
 
 
@@ -64,8 +64,7 @@ class VAEStage(StageModule):
     def reconstruct(self, mel: torch.Tensor) -> torch.Tensor:
         """Mel [B, n_mels, padded] -> the VAE's reconstruction from the posterior mean [B, n_mels, num_frames]."""
         mean, _ = encode_mel(self.vae, mel)
-        return decode_latent(self.vae, mean * self.vae.config.scaling_factor, self.preset.audio.num_frames,
-                             edge_columns=self.preset.vae.decode_edge_columns)
+        return latents_to_mels(self.vae, mean * self.vae.config.scaling_factor, self.preset)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         mel = batch["mel"]
