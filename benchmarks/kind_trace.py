@@ -9,12 +9,13 @@ fitted on the benchmark's clean training stems): top-1 / 3 / 5 and the median ra
 output's level rises over the contact's first 0.2 s against the 0.2 s before it (does it sound at the contact at
 all). A top-k below chance with a rise near the ground truth's means the contacts sound, but not like their kind.
 
-`--probe`: a linear classifier (multinomial logistic regression, weight decay) from what the model sees of the video
-to the kind of each visible contact, fitted on the benchmark's train clips and scored on its test clips (other
-episodes), at four weight decays: the video condition of the diffusion model at the contact's frame (the AV
-tower's per-frame tokens), the clip's retrieval embedding, and the frame itself as an 8x smaller colour thumbnail.
-If none beats chance on the test episodes, a model conditioned on these features has nothing that names the struck
-object's kind on episodes it was not trained on.
+`--probe`: a linear classifier (multinomial logistic regression, at four weight decays) to the kind of each
+visible contact, fitted on the benchmark's train episodes and scored on its test episodes. First from what the
+model sees of the video: the diffusion model's video condition at the contact's frame (the AV tower's per-frame
+tokens), the clip's retrieval embedding, the frame as 8x smaller colours. Then from what there is to see: the
+episodes rebuilt from benchmark.json (checked against their events.json), a 32 px crop at the struck object (its
+position taken from the rebuilt scene: an oracle no model has) and the whole frame. If the crop names the kind on
+unseen episodes and the model's features do not, the kind is on screen but the video condition does not isolate it.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
 
     table, _ = read_ego4d_sounds(bench / f"{split}.tsv", bench / "clips", split=split, check_files=False)
     feats: dict[str, list[np.ndarray]] = {"video condition (frame tokens)": [], "retrieval embedding": [],
-                                          "colour thumbnail": []}
+                                          "the frame as 8x smaller colours": []}
     labels: list[str] = []
     for clip in table:
         folder = bench / "groundtruth" / clip.clip_id
@@ -126,7 +127,7 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
             image = torch.from_numpy(frames[t]).permute(2, 0, 1).float()[None] / 255.0
             feats["video condition (frame tokens)"].append(tokens[0, t].float().cpu().numpy())
             feats["retrieval embedding"].append(emb[0].cpu().numpy())
-            feats["colour thumbnail"].append(torch.nn.functional.avg_pool2d(image, 8).flatten().numpy())
+            feats["the frame as 8x smaller colours"].append(torch.nn.functional.avg_pool2d(image, 8).flatten().numpy())
             labels.append(str(e["kind"]))
     return {k: np.stack(v) for k, v in feats.items()}, np.array(labels)
 
@@ -146,18 +147,62 @@ def _logistic(x: np.ndarray, y: np.ndarray, classes: list[str], steps: int = 500
     return lin
 
 
-def probe(bench: Path, model: str | None) -> None:
-    from action2sound.pipeline import load_pipeline
-    from action2sound.weights import default_model_dir
+def _episode_contacts(bench: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Every visible contact of every episode, rebuilt from benchmark.json (the builder is deterministic; each
+    rebuilt episode's contacts are checked against its events.json): what is there to see at the struck object
+    (its position is the rebuilt scene's: an oracle no model has) and in the whole frame -> (features, kinds,
+    is-test)."""
+    from action2sound.benchmark.banks import open_bank
+    from action2sound.benchmark.config import BenchmarkConfig, episode_uid, test_episodes
+    from action2sound.benchmark.episode import make_episode, render_frames
 
-    pipe = load_pipeline(model or default_model_dir(), device="cpu")
-    xtr, ytr = _contacts(bench, "train", pipe)
-    xte, yte = _contacts(bench, "test", pipe)
+    meta = json.loads((bench / "benchmark.json").read_text())
+    st = meta["settings"]
+    cfg = BenchmarkConfig(int(st["episodes"]), int(meta["seed"]), str(st["bank"]), int(st["size"]), float(st["fps"]),
+                          int(st["sample_rate"]), tuple(float(v) for v in st["episode_seconds"]),
+                          float(st["clip_seconds"]), float(st["test_fraction"]), str(st["layout"]))
+    bank = open_bank(cfg.bank, cfg.sample_rate)
+    test = test_episodes(cfg)
+    feats: dict[str, list[np.ndarray]] = {"struck object: 32 px crop as 8 x 8 colours": [],
+                                          "struck object: crop's colour mean, std": [],
+                                          "whole frame: 16 x 16 colours": []}
+    kinds, is_test = [], []
+    half = 16
+    for i in range(cfg.episodes):
+        ep = make_episode(i, cfg, bank)
+        stored = json.loads((bench / "episodes" / f"{episode_uid(cfg.seed, i)}.events.json").read_text())["events"]
+        if [(e["frame"], e["kind"]) for e in stored if e["onscreen"]] != \
+                [(e.frame, e.kind) for e in ep.events if e.onscreen]:
+            raise Action2SoundError(f"{bench}: episode {i} does not rebuild as it was written (another version or "
+                                    "another bank); rebuild the benchmark with this version")
+        tr = ep.trajectory
+        for e in ep.events:
+            if not e.onscreen or e.object < 0 or not 0 <= e.frame < ep.n_frames:
+                continue
+            frame = render_frames(ep, e.frame, e.frame + 1)[0]
+            size = frame.shape[0]
+            x, y = (tr.objects[e.object, e.frame, :2] - tr.camera[e.frame]).round().astype(int)
+            x, y = int(np.clip(x, half, size - half)), int(np.clip(y, half, size - half))
+            crop = torch.from_numpy(frame[y - half : y + half, x - half : x + half]).permute(2, 0, 1).float() / 255
+            whole = torch.from_numpy(frame).permute(2, 0, 1).float() / 255
+            feats["struck object: 32 px crop as 8 x 8 colours"].append(
+                torch.nn.functional.avg_pool2d(crop[None], 4).flatten().numpy())
+            feats["struck object: crop's colour mean, std"].append(
+                torch.cat([crop.mean((1, 2)), crop.std((1, 2))]).numpy())
+            feats["whole frame: 16 x 16 colours"].append(
+                torch.nn.functional.avg_pool2d(whole[None], size // 16).flatten().numpy())
+            kinds.append(e.kind)
+            is_test.append(i in test)
+    return {k: np.stack(v) for k, v in feats.items()}, np.array(kinds), np.array(is_test)
+
+
+def _print_probe(title: str, xtr: dict[str, np.ndarray], ytr: np.ndarray, xte: dict[str, np.ndarray],
+                 yte: np.ndarray) -> None:
     classes = sorted(set(ytr.tolist()))
     majority = max(float(np.mean(yte == c)) for c in classes)
-    print(f"contacts: {len(ytr)} train, {len(yte)} test; {len(classes)} kinds; chance {1 / len(classes):.3f}, "
+    print(f"{title}: {len(ytr)} train, {len(yte)} test contacts; {len(classes)} kinds; chance {1 / len(classes):.3f}, "
           f"the test's commonest kind {majority:.3f}")
-    print(f"{'features':32s} {'dims':>5s}  train / test accuracy at weight decay " + ", ".join(map(str, DECAYS)))
+    print(f"{'features':44s} {'dims':>5s}  train / test accuracy at weight decay " + ", ".join(map(str, DECAYS)))
     for name, x in xtr.items():
         mean, std = x.mean(0), x.std(0) + 1e-6
         scores = []
@@ -167,7 +212,21 @@ def probe(bench: Path, model: str | None) -> None:
                 scores.append([float(np.mean(np.array(classes)[lin(torch.from_numpy((f - mean) / std).float())
                                                             .argmax(-1).numpy()] == y))
                                for f, y in ((x, ytr), (xte[name], yte))])
-        print(f"{name:32s} {x.shape[1]:5d}  " + "  ".join(f"{a:.2f} / {b:.3f}" for a, b in scores))
+        print(f"{name:44s} {x.shape[1]:5d}  " + "  ".join(f"{a:.2f} / {b:.3f}" for a, b in scores))
+
+
+def probe(bench: Path, model: str | None) -> None:
+    from action2sound.pipeline import load_pipeline
+    from action2sound.weights import default_model_dir
+
+    pipe = load_pipeline(model or default_model_dir(), device="cpu")
+    xtr, ytr = _contacts(bench, "train", pipe)
+    xte, yte = _contacts(bench, "test", pipe)
+    _print_probe("what the model sees (clips)", xtr, ytr, xte, yte)
+    x, kinds, is_test = _episode_contacts(bench)
+    print()
+    _print_probe("what there is to see (episodes)", {k: v[~is_test] for k, v in x.items()}, kinds[~is_test],
+                 {k: v[is_test] for k, v in x.items()}, kinds[is_test])
 
 
 def main() -> None:
