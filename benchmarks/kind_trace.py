@@ -12,9 +12,10 @@ all). A top-k below chance with a rise near the ground truth's means the contact
 `--probe`: a linear classifier (multinomial logistic regression, at four weight decays) to the kind of each
 visible contact, fitted on the benchmark's train episodes and scored on its test episodes. First from what the
 model sees of the video: the diffusion model's video condition at the contact's frame (the AV tower's per-frame
-tokens), the clip's retrieval embedding, the frame as 8x smaller colours. Then from what there is to see: the
-episodes rebuilt from benchmark.json (checked against their events.json), a 32 px crop at the struck object (its
-position taken from the rebuilt scene: an oracle no model has) and the whole frame. If the crop names the kind on
+tokens), the clip's retrieval embedding, the frame as 8x smaller colours, the sync stream's features at the
+contact's column. Then from what there is to see: the episodes rebuilt from benchmark.json (checked against their
+events.json), a 32 px crop at the struck object (its position taken from the rebuilt scene: an oracle no model
+has), the same place at the sync stream's resolution, a crop at the fingertip, and the whole frame. If the crop names the kind on
 unseen episodes and the model's features do not, the kind is on screen but the video condition does not isolate it.
 """
 
@@ -109,6 +110,9 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
     table, _ = read_ego4d_sounds(bench / f"{split}.tsv", bench / "clips", split=split, check_files=False)
     feats: dict[str, list[np.ndarray]] = {"video condition (frame tokens)": [], "retrieval embedding": [],
                                           "the frame as 8x smaller colours": []}
+    enc = pipe.sync_encoder
+    if enc is not None:
+        feats["sync stream at the contact's column"] = []
     labels: list[str] = []
     for clip in table:
         folder = bench / "groundtruth" / clip.clip_id
@@ -122,12 +126,22 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
         with torch.no_grad():
             tokens, emb = pipe.av.encode_frames(torch.from_numpy(frames)[None].to(pipe.device))
         t_count = frames.shape[0]
+        if enc is not None:
+            from action2sound.media import read_frames_at
+
+            dense = read_frames_at(clip.media_path, clip.media_start + enc.frame_times, size=enc.cfg.size,
+                                   resize=pipe.preset.video.resize)
+            with torch.no_grad():
+                stream = enc.video_features(torch.from_numpy(dense)[None].to(pipe.device))[0].float().cpu().numpy()
         for e in events:
             t = min(t_count - 1, int(e["time"] / clip.duration * t_count))
             image = torch.from_numpy(frames[t]).permute(2, 0, 1).float()[None] / 255.0
             feats["video condition (frame tokens)"].append(tokens[0, t].float().cpu().numpy())
             feats["retrieval embedding"].append(emb[0].cpu().numpy())
             feats["the frame as 8x smaller colours"].append(torch.nn.functional.avg_pool2d(image, 8).flatten().numpy())
+            if enc is not None:  # the column the contact starts in
+                feats["sync stream at the contact's column"].append(
+                    stream[min(stream.shape[0] - 1, int(e["time"] / clip.duration * stream.shape[0]))])
             labels.append(str(e["kind"]))
     return {k: np.stack(v) for k, v in feats.items()}, np.array(labels)
 
@@ -147,7 +161,7 @@ def _logistic(x: np.ndarray, y: np.ndarray, classes: list[str], steps: int = 500
     return lin
 
 
-def _episode_contacts(bench: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def _episode_contacts(bench: Path, stream_size: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Every visible contact of every episode, rebuilt from benchmark.json (the builder is deterministic; each
     rebuilt episode's contacts are checked against its events.json): what is there to see at the struck object
     (its position is the rebuilt scene's: an oracle no model has) and in the whole frame -> (features, kinds,
@@ -165,6 +179,8 @@ def _episode_contacts(bench: Path) -> tuple[dict[str, np.ndarray], np.ndarray, n
     test = test_episodes(cfg)
     feats: dict[str, list[np.ndarray]] = {"struck object: 32 px crop as 8 x 8 colours": [],
                                           "struck object: crop's colour mean, std": [],
+                                          f"struck object, frame at the sync stream's {stream_size} px": [],
+                                          "fingertip: 32 px crop as 8 x 8 colours": [],
                                           "whole frame: 16 x 16 colours": []}
     kinds, is_test = [], []
     half = 16
@@ -189,6 +205,18 @@ def _episode_contacts(bench: Path) -> tuple[dict[str, np.ndarray], np.ndarray, n
                 torch.nn.functional.avg_pool2d(crop[None], 4).flatten().numpy())
             feats["struck object: crop's colour mean, std"].append(
                 torch.cat([crop.mean((1, 2)), crop.std((1, 2))]).numpy())
+            # Where the hand is (what motion could find without the oracle): the crop at the fingertip.
+            hx, hy = (tr.hand[e.frame, :2] - tr.camera[e.frame]).round().astype(int)
+            hx, hy = int(np.clip(hx, half, size - half)), int(np.clip(hy, half, size - half))
+            at_hand = torch.from_numpy(frame[hy - half : hy + half, hx - half : hx + half]).permute(2, 0, 1).float()
+            feats["fingertip: 32 px crop as 8 x 8 colours"].append(
+                torch.nn.functional.avg_pool2d(at_hand[None] / 255, 4).flatten().numpy())
+            # The same 32 px of the scene as the sync stream sees it: the frame squashed to stream_size.
+            small = torch.nn.functional.interpolate(whole[None], size=(stream_size, stream_size), mode="area")[0]
+            r = max(1, round(half * stream_size / size))
+            sx, sy = (int(np.clip(round(v * stream_size / size), r, stream_size - r)) for v in (x, y))
+            feats[f"struck object, frame at the sync stream's {stream_size} px"].append(
+                small[:, sy - r : sy + r, sx - r : sx + r].flatten().numpy())
             feats["whole frame: 16 x 16 colours"].append(
                 torch.nn.functional.avg_pool2d(whole[None], size // 16).flatten().numpy())
             kinds.append(e.kind)
@@ -223,7 +251,7 @@ def probe(bench: Path, model: str | None) -> None:
     xtr, ytr = _contacts(bench, "train", pipe)
     xte, yte = _contacts(bench, "test", pipe)
     _print_probe("what the model sees (clips)", xtr, ytr, xte, yte)
-    x, kinds, is_test = _episode_contacts(bench)
+    x, kinds, is_test = _episode_contacts(bench, pipe.preset.sync_stream.size)
     print()
     _print_probe("what there is to see (episodes)", {k: v[~is_test] for k, v in x.items()}, kinds[~is_test],
                  {k: v[is_test] for k, v in x.items()}, kinds[is_test])
