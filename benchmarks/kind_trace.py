@@ -15,7 +15,8 @@ model sees of the video: the diffusion model's video condition at the contact's 
 tokens), the clip's retrieval embedding, the frame as 8x smaller colours, the sync stream's features at the
 contact's column. Then from what there is to see: the episodes rebuilt from benchmark.json (checked against their
 events.json), a 32 px crop at the struck object (its position taken from the rebuilt scene: an oracle no model
-has), the same place at the sync stream's resolution, a crop at the fingertip, and the whole frame. If the crop names the kind on
+has), the same place at the sync stream's resolution, a crop at the fingertip, a crop where the camera-compensated
+frame difference is largest (no oracle), and the whole frame. If the crop names the kind on
 unseen episodes and the model's features do not, the kind is on screen but the video condition does not isolate it.
 """
 
@@ -169,6 +170,7 @@ def _episode_contacts(bench: Path, stream_size: int) -> tuple[dict[str, np.ndarr
     from action2sound.benchmark.banks import open_bank
     from action2sound.benchmark.config import BenchmarkConfig, episode_uid, test_episodes
     from action2sound.benchmark.episode import make_episode, render_frames
+    from action2sound.models.sync_stream import camera_compensated_difference
 
     meta = json.loads((bench / "benchmark.json").read_text())
     st = meta["settings"]
@@ -181,6 +183,7 @@ def _episode_contacts(bench: Path, stream_size: int) -> tuple[dict[str, np.ndarr
                                           "struck object: crop's colour mean, std": [],
                                           f"struck object, frame at the sync stream's {stream_size} px": [],
                                           "fingertip: 32 px crop as 8 x 8 colours": [],
+                                          "most motion (no oracle): 32 px crop as 8 x 8": [],
                                           "whole frame: 16 x 16 colours": []}
     kinds, is_test = [], []
     half = 16
@@ -211,6 +214,20 @@ def _episode_contacts(bench: Path, stream_size: int) -> tuple[dict[str, np.ndarr
             at_hand = torch.from_numpy(frame[hy - half : hy + half, hx - half : hx + half]).permute(2, 0, 1).float()
             feats["fingertip: 32 px crop as 8 x 8 colours"].append(
                 torch.nn.functional.avg_pool2d(at_hand[None] / 255, 4).flatten().numpy())
+            # Without any oracle: the crop where the camera-compensated difference is largest over the contact's
+            # last 3 frames (box-filtered over a crop's width).
+            last = render_frames(ep, max(0, e.frame - 3), e.frame + 1)
+            clip3 = torch.from_numpy(last).permute(0, 3, 1, 2).float() / 255
+            if clip3.shape[0] > 1:
+                d = camera_compensated_difference(clip3[1:][None], clip3[:-1][None])[0].abs().sum(dim=(0, 1))
+                m = torch.nn.functional.avg_pool2d(d[None, None], 2 * half + 1, stride=1, padding=half)[0, 0]
+                m[:half], m[-half:], m[:, :half], m[:, -half:] = 0, 0, 0, 0
+                my, mx = divmod(int(m.argmax()), size)
+            else:
+                my, mx = size // 2, size // 2
+            at_motion = torch.from_numpy(frame[my - half : my + half, mx - half : mx + half]).permute(2, 0, 1).float()
+            feats["most motion (no oracle): 32 px crop as 8 x 8"].append(
+                torch.nn.functional.avg_pool2d(at_motion[None] / 255, 4).flatten().numpy())
             # The same 32 px of the scene as the sync stream sees it: the frame squashed to stream_size.
             small = torch.nn.functional.interpolate(whole[None], size=(stream_size, stream_size), mode="area")[0]
             r = max(1, round(half * stream_size / size))
