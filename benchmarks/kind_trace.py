@@ -9,14 +9,14 @@ fitted on the benchmark's clean training stems): top-1 / 3 / 5 and the median ra
 output's level rises over the contact's first 0.2 s against the 0.2 s before it (does it sound at the contact at
 all). A top-k below chance with a rise near the ground truth's means the contacts sound, but not like their kind.
 
-`--probe`: a linear classifier (multinomial logistic regression, at four weight decays) to the kind of each
-visible contact, fitted on the benchmark's train episodes and scored on its test episodes. First from what the
-model sees of the video: the diffusion model's video condition at the contact's frame (the AV tower's per-frame
-tokens), the clip's retrieval embedding, the frame as 8x smaller colours, the sync stream's features at the
-contact's column. Then from what there is to see: the episodes rebuilt from benchmark.json (checked against their
-events.json), a 32 px crop at the struck object (its position taken from the rebuilt scene: an oracle no model
-has), the same place at the sync stream's resolution, a crop at the fingertip, a crop where the camera-compensated
-frame difference is largest (no oracle), and the whole frame. If the crop names the kind on
+`--probe`: a linear classifier (multinomial logistic regression, at four weight decays) to the kind of each visible
+contact, fitted on the benchmark's train episodes and scored on its test episodes. First from what the model sees of
+the video: the diffusion model's video condition at the contact's frame (the AV tower's per-frame tokens), the
+clip's retrieval embedding, the frame as 8x smaller colours, the sync stream's features at the contact's column, its
+own 32 px frames where they move most. Then from what there is to see: the episodes rebuilt from benchmark.json
+(checked against their events.json), a 32 px crop at the struck object (its position taken from the rebuilt scene:
+an oracle no model has), the same place at the sync stream's resolution, a crop at the fingertip, a crop where the
+camera-compensated frame difference is largest (no oracle), and the whole frame. If the crop names the kind on
 unseen episodes and the model's features do not, the kind is on screen but the video condition does not isolate it.
 """
 
@@ -37,6 +37,7 @@ from action2sound.evaluation import benchmark_metrics as bm
 from action2sound.evaluation.measure import fit_kind_classifier
 from action2sound.evaluation.clips import EvalClip
 from action2sound.media import read_audio_file
+from action2sound.models.sync_stream import camera_compensated_difference
 
 RISE_S = 0.2
 DECAYS = (0.01, 1.0, 10.0, 100.0)  # the probe's weight decays (AdamW, lr 1e-2, 500 full-batch steps)
@@ -114,6 +115,7 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
     enc = pipe.sync_encoder
     if enc is not None:
         feats["sync stream at the contact's column"] = []
+        feats["sync stream's frames: 8 px where they move most"] = []
     labels: list[str] = []
     for clip in table:
         folder = bench / "groundtruth" / clip.clip_id
@@ -143,8 +145,28 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
             if enc is not None:  # the column the contact starts in
                 feats["sync stream at the contact's column"].append(
                     stream[min(stream.shape[0] - 1, int(e["time"] / clip.duration * stream.shape[0]))])
+                feats["sync stream's frames: 8 px where they move most"].append(
+                    _at_motion(dense, int(np.searchsorted(enc.frame_times, e["time"], side="right")) - 1, 4, 8))
             labels.append(str(e["kind"]))
     return {k: np.stack(v) for k, v in feats.items()}, np.array(labels)
+
+
+def _at_motion(frames: np.ndarray, k: int, half: int, side: int) -> np.ndarray:
+    """The 2*half px square of frame k (of uint8 frames [N, S, S, 3]) where the camera-compensated difference of
+    its last 3 frames is largest (box-filtered over the square), as side x side colours: no oracle, what a model
+    could compute -> [3 * side * side]."""
+    k = int(np.clip(k, 0, len(frames) - 1))
+    size = frames.shape[1]
+    x = torch.from_numpy(frames[max(0, k - 3) : k + 1]).permute(0, 3, 1, 2).float() / 255
+    my = mx = size // 2
+    if x.shape[0] > 1:
+        d = camera_compensated_difference(x[1:][None], x[:-1][None])[0].abs().sum(dim=(0, 1))
+        m = torch.nn.functional.avg_pool2d(d[None, None], 2 * half + 1, stride=1, padding=half)[0, 0]
+        m[:half], m[-half:], m[:, :half], m[:, -half:] = 0, 0, 0, 0
+        if float(m.max()) > 0:  # nothing moved: the centre
+            my, mx = divmod(int(m.argmax()), size)
+    crop = x[-1, :, my - half : my + half, mx - half : mx + half]
+    return torch.nn.functional.adaptive_avg_pool2d(crop[None], side).flatten().numpy()
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, classes: list[str], steps: int = 500,
@@ -170,7 +192,6 @@ def _episode_contacts(bench: Path, stream_size: int) -> tuple[dict[str, np.ndarr
     from action2sound.benchmark.banks import open_bank
     from action2sound.benchmark.config import BenchmarkConfig, episode_uid, test_episodes
     from action2sound.benchmark.episode import make_episode, render_frames
-    from action2sound.models.sync_stream import camera_compensated_difference
 
     meta = json.loads((bench / "benchmark.json").read_text())
     st = meta["settings"]
@@ -214,20 +235,9 @@ def _episode_contacts(bench: Path, stream_size: int) -> tuple[dict[str, np.ndarr
             at_hand = torch.from_numpy(frame[hy - half : hy + half, hx - half : hx + half]).permute(2, 0, 1).float()
             feats["fingertip: 32 px crop as 8 x 8 colours"].append(
                 torch.nn.functional.avg_pool2d(at_hand[None] / 255, 4).flatten().numpy())
-            # Without any oracle: the crop where the camera-compensated difference is largest over the contact's
-            # last 3 frames (box-filtered over a crop's width).
-            last = render_frames(ep, max(0, e.frame - 3), e.frame + 1)
-            clip3 = torch.from_numpy(last).permute(0, 3, 1, 2).float() / 255
-            if clip3.shape[0] > 1:
-                d = camera_compensated_difference(clip3[1:][None], clip3[:-1][None])[0].abs().sum(dim=(0, 1))
-                m = torch.nn.functional.avg_pool2d(d[None, None], 2 * half + 1, stride=1, padding=half)[0, 0]
-                m[:half], m[-half:], m[:, :half], m[:, -half:] = 0, 0, 0, 0
-                my, mx = divmod(int(m.argmax()), size)
-            else:
-                my, mx = size // 2, size // 2
-            at_motion = torch.from_numpy(frame[my - half : my + half, mx - half : mx + half]).permute(2, 0, 1).float()
+            # Without any oracle: where the frame moves most.
             feats["most motion (no oracle): 32 px crop as 8 x 8"].append(
-                torch.nn.functional.avg_pool2d(at_motion[None] / 255, 4).flatten().numpy())
+                _at_motion(render_frames(ep, max(0, e.frame - 3), e.frame + 1), 3, half, 8))
             # The same 32 px of the scene as the sync stream sees it: the frame squashed to stream_size.
             small = torch.nn.functional.interpolate(whole[None], size=(stream_size, stream_size), mode="area")[0]
             r = max(1, round(half * stream_size / size))

@@ -52,3 +52,15 @@ def test_the_probe_separates_what_is_separable():
     with torch.no_grad():
         pred = lin(torch.from_numpy(x).float()).argmax(-1).numpy()
     assert np.mean(np.array(["a", "b"])[pred] == y) > 0.95
+
+
+def test_the_crop_placed_by_motion_finds_what_moved_on_a_still_background():
+    rng = np.random.default_rng(0)
+    frames = np.repeat((rng.random((1, 32, 32, 3)) * 60).astype(np.uint8), 4, axis=0)  # a dim, still texture
+    for k, x in enumerate((14, 16, 18, 20)):  # a red square moving right, in the lower left quadrant
+        frames[k, 22:26, x : x + 4] = (255, 0, 0)
+    colours = kind_trace._at_motion(frames, 3, 4, 8).reshape(3, 8, 8)
+    assert colours[0].max() == pytest.approx(1.0)  # the square is in the crop
+    assert colours[0].mean() > 2 * colours[1].mean()
+    centred = kind_trace._at_motion(np.repeat(frames[:1], 4, axis=0), 3, 4, 8)  # nothing moves: the centre
+    assert np.allclose(centred.reshape(3, 8, 8), frames[0, 12:20, 12:20].transpose(2, 0, 1) / 255)
