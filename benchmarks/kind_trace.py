@@ -36,7 +36,7 @@ from action2sound.errors import Action2SoundError
 from action2sound.evaluation import benchmark_metrics as bm
 from action2sound.evaluation.measure import fit_kind_classifier
 from action2sound.evaluation.clips import EvalClip
-from action2sound.media import read_audio_file
+from action2sound.media import read_audio_file, read_frames_at
 from action2sound.models.sync_stream import camera_compensated_difference
 
 RISE_S = 0.2
@@ -71,7 +71,7 @@ def rise_db(wave: np.ndarray, i: int, n: int) -> float | None:
 def trace_runs(bench: Path, runs: list[Path]) -> None:
     clf = _classifier(bench)
     k = len(clf.kinds)
-    print(f"{len(clf.kinds)} kinds; chance top-1 {1 / k:.3f}, top-3 {3 / k:.3f}, top-5 {5 / k:.3f}, "
+    print(f"{k} kinds; chance top-1 {1 / k:.3f}, top-3 {3 / k:.3f}, top-5 {5 / k:.3f}, "
           f"median rank {(k - 1) / 2:.1f}")
     print(f"{'run':24s} {'output':12s} {'contacts':>8s} {'top-1':>6s} {'top-3':>6s} {'top-5':>6s} {'rank':>5s} "
           f"{'rise dB':>8s} {'> 3 dB':>7s}")
@@ -130,18 +130,16 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
             tokens, emb = pipe.av.encode_frames(torch.from_numpy(frames)[None].to(pipe.device))
         t_count = frames.shape[0]
         if enc is not None:
-            from action2sound.media import read_frames_at
-
             dense = read_frames_at(clip.media_path, clip.media_start + enc.frame_times, size=enc.cfg.size,
                                    resize=pipe.preset.video.resize)
             with torch.no_grad():
                 stream = enc.video_features(torch.from_numpy(dense)[None].to(pipe.device))[0].float().cpu().numpy()
         for e in events:
             t = min(t_count - 1, int(e["time"] / clip.duration * t_count))
-            image = torch.from_numpy(frames[t]).permute(2, 0, 1).float()[None] / 255.0
+            image = torch.from_numpy(frames[t]).permute(2, 0, 1).float() / 255.0
             feats["video condition (frame tokens)"].append(tokens[0, t].float().cpu().numpy())
             feats["retrieval embedding"].append(emb[0].cpu().numpy())
-            feats["the frame as 8x smaller colours"].append(torch.nn.functional.avg_pool2d(image, 8).flatten().numpy())
+            feats["the frame as 8x smaller colours"].append(_colours(image, image.shape[-1] // 8))
             if enc is not None:  # the column the contact starts in
                 feats["sync stream at the contact's column"].append(
                     stream[min(stream.shape[0] - 1, int(e["time"] / clip.duration * stream.shape[0]))])
@@ -149,6 +147,18 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
                     _at_motion(dense, int(np.searchsorted(enc.frame_times, e["time"], side="right")) - 1, 4, 8))
             labels.append(str(e["kind"]))
     return {k: np.stack(v) for k, v in feats.items()}, np.array(labels)
+
+
+def _crop(frame: torch.Tensor, x: float, y: float, half: int) -> torch.Tensor:
+    """The 2*half px square of a frame [3, S, S] around (x, y), moved inside the frame -> [3, 2*half, 2*half]."""
+    size = frame.shape[-1]
+    x, y = (int(np.clip(round(float(v)), half, size - half)) for v in (x, y))
+    return frame[:, y - half : y + half, x - half : x + half]
+
+
+def _colours(crop: torch.Tensor, side: int) -> np.ndarray:
+    """A crop [3, H, W] as side x side mean colours -> [3 * side * side]."""
+    return torch.nn.functional.adaptive_avg_pool2d(crop[None], side).flatten().numpy()
 
 
 def _at_motion(frames: np.ndarray, k: int, half: int, side: int) -> np.ndarray:
@@ -165,8 +175,7 @@ def _at_motion(frames: np.ndarray, k: int, half: int, side: int) -> np.ndarray:
         m[:half], m[-half:], m[:, :half], m[:, -half:] = 0, 0, 0, 0
         if float(m.max()) > 0:  # nothing moved: the centre
             my, mx = divmod(int(m.argmax()), size)
-    crop = x[-1, :, my - half : my + half, mx - half : mx + half]
-    return torch.nn.functional.adaptive_avg_pool2d(crop[None], side).flatten().numpy()
+    return _colours(_crop(x[-1], mx, my, half), side)
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, classes: list[str], steps: int = 500,
@@ -189,15 +198,10 @@ def _episode_contacts(bench: Path, stream_size: int) -> tuple[dict[str, np.ndarr
     rebuilt episode's contacts are checked against its events.json): what is there to see at the struck object
     (its position is the rebuilt scene's: an oracle no model has) and in the whole frame -> (features, kinds,
     is-test)."""
-    from action2sound.benchmark.banks import open_bank
-    from action2sound.benchmark.config import BenchmarkConfig, episode_uid, test_episodes
-    from action2sound.benchmark.episode import make_episode, render_frames
+    from action2sound.benchmark import (episode_uid, make_episode, open_bank, read_config, render_frames,
+                                        test_episodes)
 
-    meta = json.loads((bench / "benchmark.json").read_text())
-    st = meta["settings"]
-    cfg = BenchmarkConfig(int(st["episodes"]), int(meta["seed"]), str(st["bank"]), int(st["size"]), float(st["fps"]),
-                          int(st["sample_rate"]), tuple(float(v) for v in st["episode_seconds"]),
-                          float(st["clip_seconds"]), float(st["test_fraction"]), str(st["layout"]))
+    cfg = read_config(bench)
     bank = open_bank(cfg.bank, cfg.sample_rate)
     test = test_episodes(cfg)
     feats: dict[str, list[np.ndarray]] = {"struck object: 32 px crop as 8 x 8 colours": [],
@@ -219,33 +223,25 @@ def _episode_contacts(bench: Path, stream_size: int) -> tuple[dict[str, np.ndarr
         for e in ep.events:
             if not e.onscreen or e.object < 0 or not 0 <= e.frame < ep.n_frames:
                 continue
-            frame = render_frames(ep, e.frame, e.frame + 1)[0]
-            size = frame.shape[0]
-            x, y = (tr.objects[e.object, e.frame, :2] - tr.camera[e.frame]).round().astype(int)
-            x, y = int(np.clip(x, half, size - half)), int(np.clip(y, half, size - half))
-            crop = torch.from_numpy(frame[y - half : y + half, x - half : x + half]).permute(2, 0, 1).float() / 255
-            whole = torch.from_numpy(frame).permute(2, 0, 1).float() / 255
-            feats["struck object: 32 px crop as 8 x 8 colours"].append(
-                torch.nn.functional.avg_pool2d(crop[None], 4).flatten().numpy())
+            last = render_frames(ep, max(0, e.frame - 3), e.frame + 1)  # the contact's frame and 3 before
+            frame = torch.from_numpy(last[-1]).permute(2, 0, 1).float() / 255
+            size = frame.shape[-1]
+            x, y = tr.objects[e.object, e.frame, :2] - tr.camera[e.frame]
+            crop = _crop(frame, x, y, half)
+            feats["struck object: 32 px crop as 8 x 8 colours"].append(_colours(crop, 8))
             feats["struck object: crop's colour mean, std"].append(
                 torch.cat([crop.mean((1, 2)), crop.std((1, 2))]).numpy())
             # Where the hand is (what motion could find without the oracle): the crop at the fingertip.
-            hx, hy = (tr.hand[e.frame, :2] - tr.camera[e.frame]).round().astype(int)
-            hx, hy = int(np.clip(hx, half, size - half)), int(np.clip(hy, half, size - half))
-            at_hand = torch.from_numpy(frame[hy - half : hy + half, hx - half : hx + half]).permute(2, 0, 1).float()
-            feats["fingertip: 32 px crop as 8 x 8 colours"].append(
-                torch.nn.functional.avg_pool2d(at_hand[None] / 255, 4).flatten().numpy())
+            hx, hy = tr.hand[e.frame, :2] - tr.camera[e.frame]
+            feats["fingertip: 32 px crop as 8 x 8 colours"].append(_colours(_crop(frame, hx, hy, half), 8))
             # Without any oracle: where the frame moves most.
-            feats["most motion (no oracle): 32 px crop as 8 x 8"].append(
-                _at_motion(render_frames(ep, max(0, e.frame - 3), e.frame + 1), 3, half, 8))
+            feats["most motion (no oracle): 32 px crop as 8 x 8"].append(_at_motion(last, len(last) - 1, half, 8))
             # The same 32 px of the scene as the sync stream sees it: the frame squashed to stream_size.
-            small = torch.nn.functional.interpolate(whole[None], size=(stream_size, stream_size), mode="area")[0]
-            r = max(1, round(half * stream_size / size))
-            sx, sy = (int(np.clip(round(v * stream_size / size), r, stream_size - r)) for v in (x, y))
+            small = torch.nn.functional.interpolate(frame[None], size=(stream_size, stream_size), mode="area")[0]
+            scale = stream_size / size
             feats[f"struck object, frame at the sync stream's {stream_size} px"].append(
-                small[:, sy - r : sy + r, sx - r : sx + r].flatten().numpy())
-            feats["whole frame: 16 x 16 colours"].append(
-                torch.nn.functional.avg_pool2d(whole[None], size // 16).flatten().numpy())
+                _crop(small, x * scale, y * scale, max(1, round(half * scale))).flatten().numpy())
+            feats["whole frame: 16 x 16 colours"].append(_colours(frame, 16))
             kinds.append(e.kind)
             is_test.append(i in test)
     return {k: np.stack(v) for k, v in feats.items()}, np.array(kinds), np.array(is_test)
@@ -263,10 +259,13 @@ def _print_probe(title: str, xtr: dict[str, np.ndarray], ytr: np.ndarray, xte: d
         scores = []
         for wd in DECAYS:
             lin = _logistic((x - mean) / std, ytr, classes, weight_decay=wd)
-            with torch.no_grad():
-                scores.append([float(np.mean(np.array(classes)[lin(torch.from_numpy((f - mean) / std).float())
-                                                            .argmax(-1).numpy()] == y))
-                               for f, y in ((x, ytr), (xte[name], yte))])
+
+            def accuracy(f: np.ndarray, y: np.ndarray) -> float:
+                with torch.no_grad():
+                    pred = lin(torch.from_numpy((f - mean) / std).float()).argmax(-1).numpy()
+                return float(np.mean(np.array(classes)[pred] == y))
+
+            scores.append((accuracy(x, ytr), accuracy(xte[name], yte)))
         print(f"{name:44s} {x.shape[1]:5d}  " + "  ".join(f"{a:.2f} / {b:.3f}" for a, b in scores))
 
 

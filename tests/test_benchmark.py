@@ -200,6 +200,16 @@ def test_the_same_seed_gives_identical_data_and_another_seed_does_not(bench, tmp
     assert other.events != B.make_episode(0, cfg, B.ProceduralBank()).events
 
 
+def test_a_benchmark_folder_gives_back_the_settings_that_rebuild_its_episodes(bench, tmp_path):
+    cfg = B.read_config(bench)
+    assert (cfg.episodes, cfg.seed, cfg.size, cfg.episode_seconds, cfg.layout) == (2, 7, 64, (8.0, 10.0), "v2")
+    stored = _episode_json(bench)[1]["events"]
+    assert [(e["frame"], e["kind"]) for e in stored] == \
+        [(e.frame, e.kind) for e in B.make_episode(1, cfg, B.open_bank(cfg.bank, cfg.sample_rate)).events]
+    with pytest.raises(Action2SoundError, match="benchmark.json: not found"):
+        B.read_config(tmp_path)
+
+
 def test_episodes_do_not_depend_on_how_many_are_built():
     small = B.BenchmarkConfig(episodes=1, seed=5, bank="procedural", size=64, episode_seconds=(8.0, 10.0))
     large = B.BenchmarkConfig(**{**small.__dict__, "episodes": 6})

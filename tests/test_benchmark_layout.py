@@ -123,6 +123,7 @@ def test_centred_layout_reproduces_v1_byte_for_byte(tmp_path):
     B.build_benchmark(tmp_path, episodes=2, seed=11, layout="centred", **TINY)
     meta = json.loads((tmp_path / "benchmark.json").read_text())
     assert meta["format"].endswith("v1") and "layout" not in meta["settings"]
+    assert B.read_config(tmp_path).layout == "centred"
     assert _digest(tmp_path) == V1_DIGEST
 
 

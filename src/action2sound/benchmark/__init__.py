@@ -23,10 +23,11 @@ from .config import (
 from .episode import Episode, Event, NarratedAction, make_episode, render_frames
 from .groundtruth import ClipGroundTruth, load_clip_groundtruth, stems_digest
 from .planning import Contact, SceneObject, Trajectory, detect_contacts
+from .writer import read_config
 
 __all__ = [
     "ACTIONS", "EGO4D_COLUMNS", "FLAG_COLUMNS", "STEMS", "BenchmarkConfig", "BenchmarkSummary", "ClipGroundTruth",
     "Contact", "Episode", "Event", "NarratedAction", "ProceduralBank", "RecordingBank", "SceneObject", "Trajectory",
     "build_benchmark", "clip_id", "detect_contacts", "episode_uid", "frame_to_sample", "load_clip_groundtruth",
-    "make_episode", "open_bank", "render_frames", "stems_digest", "test_episodes",
+    "make_episode", "open_bank", "read_config", "render_frames", "stems_digest", "test_episodes",
 ]

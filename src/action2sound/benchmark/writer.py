@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from ..errors import Action2SoundError
 from ..media import write_video
 from .clips import ClipWindow
 from .config import ACTIONS, EGO4D_COLUMNS, FLAG_COLUMNS, NARRATION_SOURCE, STEMS, BenchmarkConfig, clip_id
@@ -125,6 +126,18 @@ def write_tsvs(out: Path, rows: dict[str, list[list[str]]]) -> None:
             w = csv.writer(f, delimiter="\t", lineterminator="\n")
             w.writerow(EGO4D_COLUMNS)
             w.writerows(sorted(data, key=lambda r: (r[0], int(r[3]))))
+
+
+def read_config(bench: Path) -> BenchmarkConfig:
+    """The settings a benchmark folder was built with, from its benchmark.json (`write_metadata`'s inverse: a v1
+    file names no layout, so it is `centred`); with them `make_episode` rebuilds any of its episodes."""
+    path = Path(bench) / "benchmark.json"
+    if not path.is_file():
+        raise Action2SoundError(f"{path}: not found; pass a benchmark folder written by `action2sound data benchmark`")
+    meta = json.loads(path.read_text())
+    settings = {"layout": "centred", **meta["settings"]}
+    settings["episode_seconds"] = tuple(settings["episode_seconds"])
+    return BenchmarkConfig(seed=int(meta["seed"]), **settings)
 
 
 def write_metadata(out: Path, cfg: BenchmarkConfig, bank, episodes: list[dict]) -> None:
