@@ -37,7 +37,9 @@ from action2sound.evaluation import benchmark_metrics as bm
 from action2sound.evaluation.measure import fit_kind_classifier
 from action2sound.evaluation.clips import EvalClip
 from action2sound.media import read_audio_file, read_frames_at
-from action2sound.models.sync_stream import camera_compensated_difference
+from action2sound.models.sync_stream import appearance_features, camera_compensated_difference
+
+APPEARANCE_SIZE = 128  # --probe: the appearance's frame size for a model without it (the small preset's)
 
 RISE_S = 0.2
 DECAYS = (0.01, 1.0, 10.0, 100.0)  # the probe's weight decays (AdamW, lr 1e-2, 500 full-batch steps)
@@ -116,6 +118,8 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
     if enc is not None:
         feats["sync stream at the contact's column"] = []
         feats["sync stream's frames: 8 px where they move most"] = []
+        feats["the stream's appearance at the contact's column"] = []
+        look = enc.cfg.appearance_size or APPEARANCE_SIZE
     labels: list[str] = []
     for clip in table:
         folder = bench / "groundtruth" / clip.clip_id
@@ -132,8 +136,11 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
         if enc is not None:
             dense = read_frames_at(clip.media_path, clip.media_start + enc.frame_times, size=enc.cfg.size,
                                    resize=pipe.preset.video.resize)
+            detail = read_frames_at(clip.media_path, clip.media_start + enc.frame_times, size=look,
+                                    resize=pipe.preset.video.resize)
             with torch.no_grad():
                 stream = enc.video_features(torch.from_numpy(dense)[None].to(pipe.device))[0].float().cpu().numpy()
+                appearance = appearance_features(torch.from_numpy(detail)[None], enc.per_column)[0].numpy()
         for e in events:
             t = min(t_count - 1, int(e["time"] / clip.duration * t_count))
             image = torch.from_numpy(frames[t]).permute(2, 0, 1).float() / 255.0
@@ -141,8 +148,9 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
             feats["retrieval embedding"].append(emb[0].cpu().numpy())
             feats["the frame as 8x smaller colours"].append(_colours(image, image.shape[-1] // 8))
             if enc is not None:  # the column the contact starts in
-                feats["sync stream at the contact's column"].append(
-                    stream[min(stream.shape[0] - 1, int(e["time"] / clip.duration * stream.shape[0]))])
+                j = min(stream.shape[0] - 1, int(e["time"] / clip.duration * stream.shape[0]))
+                feats["sync stream at the contact's column"].append(stream[j])
+                feats["the stream's appearance at the contact's column"].append(appearance[j])
                 feats["sync stream's frames: 8 px where they move most"].append(
                     _at_motion(dense, int(np.searchsorted(enc.frame_times, e["time"], side="right")) - 1, 4, 8))
             labels.append(str(e["kind"]))

@@ -19,15 +19,16 @@ class Assets:
     index: Path
 
 
-def tiny_model_dir(root: Path, seed: int = 0, sync_encoder: bool = False) -> Path:
-    """Export a tiny-preset model directory with random weights, the way `train` + `export` make one.
+def tiny_model_dir(root: Path, seed: int = 0, sync_encoder: bool = False, p=None) -> Path:
+    """Export a tiny-preset model directory (or one of preset `p`) with random weights, the way `train` +
+    `export` make one.
 
     sync_encoder: ship a random sync stream encoder too (the tiny preset's ldm has the stream).
     """
     from action2sound.config import preset
     from action2sound.weights import build_component, export, save_weights
 
-    p = preset("tiny")
+    p = p or preset("tiny")
     run = root / "run"
     # Module initialisers draw from the global generator: fork it so the test session's state is untouched.
     with torch.random.fork_rng():

@@ -150,6 +150,7 @@ def _cmd_distil_vocoder(args: argparse.Namespace) -> None:
 
 
 def _cmd_preencode(args: argparse.Namespace) -> None:
+    import dataclasses
     import os
 
     import torch
@@ -166,9 +167,13 @@ def _cmd_preencode(args: argparse.Namespace) -> None:
         device = "cpu"
     table = load_clip_table(args.data)
     av, vae, preset, source = load_encoders(Path(args.model), device)
-    sync_encoder, sync_sha = load_sync_encoder(Path(args.model), device)
+    sync_encoder, sync_sha = load_sync_encoder(Path(args.model), device, appearance_size=args.appearance)
     if sync_encoder is not None:
         source["sync_encoder"] = sync_sha
+        preset = dataclasses.replace(preset, sync_stream=sync_encoder.cfg)  # the stream as encoded
+    elif args.appearance is not None:
+        raise Action2SoundError(f"{args.model}: --appearance adds to the sync stream's features, and this model has "
+                                "no sync encoder; drop --appearance or pass a run or model with one")
     encoder = ClipEncoder(av, vae, preset, device, source, sync_encoder=sync_encoder)
     report = preencode(table, encoder, Path(args.out), shard_size=args.shard_size, batch_size=args.batch_size,
                        workers=args.workers, rank=args.rank, world=args.world, progress=not args.quiet)
@@ -245,6 +250,9 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--world", type=int, help="number of processes sharing the work (default: WORLD_SIZE / "
                                              "SLURM_NTASKS, else 1)")
     p.add_argument("--device", help="torch device (default: cuda:LOCAL_RANK when there is a GPU, else cpu)")
+    p.add_argument("--appearance", type=int, metavar="PX",
+                   help="the sync stream's appearance: per column, a crop where the picture moves, from frames of "
+                        "PX pixels (0: none; default: the sync encoder's setting, sync_stream.appearance_size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_preencode)
 

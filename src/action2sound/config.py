@@ -260,6 +260,13 @@ class SyncStreamConfig:
     # from the same track. 0: no head (encoders saved before it existed, and the shipped one: on benchmark v2 it
     # did not learn the kind, docs/RESULTS.md, session 8).
     timbre_weight: float = 0.0
+    # Appearance at the contact (models/sync_stream.appearance_features): frames of this size (px; 0: none, every
+    # model saved before it existed) at the stream's frame times; per column, a crop a quarter of the frame wide
+    # where the camera-compensated picture moves most, as 4 x 4 mean colours, appended to the column's learned
+    # features (3 x 16 more numbers, no weights). The stream's 32 px frames carry motion, not what is struck: a
+    # linear probe named the contact's kind on unseen episodes from such a crop at 0.25 (chance 0.05), from the
+    # stream's features at 0.05 (docs/RESULTS.md, session 12). What sound an appearance makes, the ldm learns.
+    appearance_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -426,6 +433,7 @@ _LIMITS: dict[str, _Bound] = {
     "DiffusionConfig.beta_start": _Bound(0.0, 1.0), "DiffusionConfig.beta_end": _Bound(0.0, 1.0),
     "DiffusionConfig.p_drop_video": _Bound(0.0, 1.0), "DiffusionConfig.p_drop_audio": _Bound(0.0, 1.0),
     "DiffusionConfig.p_drop_sync": _Bound(0.0, 1.0),
+    "SyncStreamConfig.appearance_size": _Bound(0, 4096),
     "VocoderConfig.upsample_initial_channel": _WIDTH, "VocoderConfig.upsample_rates": _Bound(1, 1024, 16),
     "VocoderConfig.upsample_kernel_sizes": _Bound(1, 4096, 16),
     "VocoderConfig.resblock_kernel_sizes": _Bound(1, 4096, 16),

@@ -262,7 +262,8 @@ class Pipeline:
                                     for s in chunk])
             requests = [(times, v.size)]
             if self.sync_encoder is not None:  # the stream's dense frames come from the same decoding pass
-                requests.append((self._sync_times(chunk), self.preset.sync_stream.size))
+                ss = self.preset.sync_stream
+                requests += [(self._sync_times(chunk), size) for size in (ss.size, ss.appearance_size) if size]
             with clock("read"):
                 frames, *dense = media.read_frames_at_sizes(path, requests, resize=v.resize)  # [B*T, S, S, 3]
             with clock("video_tower"), self._autocast(opts):
@@ -271,7 +272,7 @@ class Pipeline:
                 tokens.append(tok.float())
                 embs.append(emb.cpu())
                 if dense:
-                    syncs.append(self._sync_features(dense[0], len(chunk)))
+                    syncs.append(self._sync_features(dense, len(chunk)))
         # The query of a long video is its windows' mean direction: its ambient is the whole video's.
         query = torch.nn.functional.normalize(torch.cat(embs).mean(0), dim=0).numpy()
         g = torch.Generator("cpu").manual_seed(int(opts.seed))
@@ -293,11 +294,11 @@ class Pipeline:
         rel = sync_frame_times(self.preset)
         return np.concatenate([s / self.preset.audio.sample_rate + rel for s in chunk])
 
-    def _sync_features(self, frames: np.ndarray, windows: int) -> torch.Tensor:
-        """Dense frames uint8 [B*N, s, s, 3] of B windows -> the stream's column features [B, W, D_s]."""
-        size = self.preset.sync_stream.size
-        frames = torch.from_numpy(frames).view(windows, -1, size, size, 3).to(self.device)
-        return self.sync_encoder.video_features(frames).float()
+    def _sync_features(self, dense: list[np.ndarray], windows: int) -> torch.Tensor:
+        """Dense frames uint8 [B*N, s, s, 3] of B windows (and the same at the appearance's size, when the stream
+        has it) -> the stream's column features [B, W, D]."""
+        frames = [torch.from_numpy(f).view(windows, -1, *f.shape[1:]).to(self.device) for f in dense]
+        return self.sync_encoder.stream_features(*frames).float()
 
     # ------------------------------------------------------------------------------------------- step 3
     @property

@@ -279,26 +279,35 @@ def load_encoders(path: str | os.PathLike, device: str | torch.device = "cpu"
     return av, vae, preset, {"av": file_sha256(av_file), "vae": file_sha256(vae_file)}
 
 
-def load_sync_encoder(path: str | os.PathLike, device: str | torch.device = "cpu"
-                      ) -> tuple[torch.nn.Module | None, str | None]:
+def load_sync_encoder(path: str | os.PathLike, device: str | torch.device = "cpu",
+                      appearance_size: int | None = None) -> tuple[torch.nn.Module | None, str | None]:
     """The sync stream's encoder of a model directory or a training run for pre-encoding -> (module, SHA-256).
 
     (None, None) when there is none, or when the preset's stream is off: the store then has no sync features.
+    appearance_size: the stream's appearance (SyncStreamConfig.appearance_size) instead of the stored one.
     """
     path = Path(path)
     if (path / MODEL_JSON).is_file():
         manifest = read_model_json(path)
         entry = manifest["files"].get("sync_encoder")
         preset = preset_from_dict(manifest["preset"])
-        if entry is None or not preset.sync_stream.enabled:
+        f, sha = (path / entry["file"], entry["sha256"]) if entry is not None else (None, None)
+    else:
+        f = _stage_weights(path, "sync_encoder") if path.is_dir() else None
+        if f is None:
             return None, None
-        module, _ = load_component(path / entry["file"], "sync_encoder", device, preset)
-        return module, entry["sha256"]
-    f = _stage_weights(path, "sync_encoder") if path.is_dir() else None
-    if f is None:
+        preset, sha = read_weights_preset(f, "sync_encoder"), file_sha256(f)
+    if f is None or not preset.sync_stream.enabled:
         return None, None
-    module, preset = load_component(f, "sync_encoder", device)
-    return (module, file_sha256(f)) if preset.sync_stream.enabled else (None, None)
+    if appearance_size is not None:
+        from .models.sync_stream import MIN_APPEARANCE_SIZE
+
+        if appearance_size != 0 and not MIN_APPEARANCE_SIZE <= appearance_size <= 4096:
+            raise Action2SoundError(f"appearance size {appearance_size}: pass 0 (none) or a frame size of "
+                                    f"{MIN_APPEARANCE_SIZE} to 4096 px (e.g. 128)")
+        preset = dataclasses.replace(preset, sync_stream=dataclasses.replace(preset.sync_stream,
+                                                                             appearance_size=appearance_size))
+    return load_component(f, "sync_encoder", device, preset)[0], sha
 
 
 # ---------------------------------------------------------------------------------------- the model directory
@@ -324,7 +333,9 @@ def _stage_weights(run_dir: Path, stage: str) -> Path | None:
 # sync_stream fields that define the features the ldm reads (the encoder and the ldm must agree on them), and
 # those that say how the ldm takes them in (the ldm stage's to set); the rest belong to the encoder's training.
 STREAM_FEATURE_FIELDS = ("enabled", "fps", "size", "width", "feature_dim", "temporal_kernel")
-STREAM_LDM_FIELDS = ("injection", "deep")
+# appearance_size: the appearance has no weights of the encoder's; a store pre-encoded with it (`preencode
+# --appearance`) decides it for the ldm trained on that store.
+STREAM_LDM_FIELDS = ("injection", "deep", "appearance_size")
 
 
 def merge_presets(parts: Mapping[str, Preset]) -> Preset:

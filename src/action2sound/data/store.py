@@ -63,8 +63,10 @@ def store_fields(preset: Preset, sync: bool = True) -> dict[str, tuple[tuple[int
     sync: whether the encoding networks include a sync encoder; `sync_features` is a field only then and only
     when the preset's stream is enabled.
     """
+    from ..models.sync_stream import stream_dim
+
     latent = tuple(preset.latent_shape)
-    sync_fields = {"sync_features": ((latent[2], preset.sync_stream.feature_dim), "float16")} \
+    sync_fields = {"sync_features": ((latent[2], stream_dim(preset.sync_stream)), "float16")} \
         if sync and preset.sync_stream.enabled else {}
     return {
         "video_tokens": ((preset.video.num_frames, preset.av.video_hidden), "float16"),
@@ -89,7 +91,9 @@ def action_track(media_path: str | os.PathLike) -> Path | None:
 def decode_clip(clip: Clip, preset: Preset, frames: bool = True, audio: bool = True,
                 sync: bool = False, onset_track: bool = False) -> dict[str, np.ndarray]:
     """One clip -> {"frames": uint8 [T, S, S, 3], "wave": float32 [num_samples], "mel": float32 [n_mels, padded],
-    "sync_frames": uint8 [N, s, s, 3] (with `sync`), "onset_mel" (with `onset_track` and `audio`)}.
+    "sync_frames": uint8 [N, s, s, 3] (with `sync`), "sync_detail": uint8 [N, a, a, 3] (with `sync`, when the
+    stream has appearance: the same times at sync_stream.appearance_size), "onset_mel" (with `onset_track` and
+    `audio`)}.
 
     `onset_mel` is the mel of the same span of the video's action track (`action_track`) where it has one, else
     the clip's own mel: what the sync encoder's onset head learns to find.
@@ -110,8 +114,13 @@ def decode_clip(clip: Clip, preset: Preset, frames: bool = True, audio: bool = T
                                           size=v.size, resize=v.resize)
     if sync:
         times = clip.media_start + sync_frame_times(preset)
-        out["sync_frames"] = media.read_frames_at(clip.media_path, times, size=preset.sync_stream.size,
-                                                  resize=preset.video.resize)
+        sizes = [preset.sync_stream.size] + ([preset.sync_stream.appearance_size]
+                                             if preset.sync_stream.appearance_size else [])
+        dense = media.read_frames_at_sizes(clip.media_path, [(times, size) for size in sizes],
+                                           resize=preset.video.resize)  # one decoding pass for both sizes
+        out["sync_frames"] = dense[0]
+        if len(dense) > 1:
+            out["sync_detail"] = dense[1]
     if audio:
         p = preset.audio
         wave = fit_wave(media.read_audio(clip.media_path, clip.media_start, clip.duration, p.sample_rate), p)
@@ -167,7 +176,7 @@ class ClipEncoder:
     """The frozen networks of a store: a decoded batch -> {field: float32 array [B, *shape]} on the CPU.
 
     sync_encoder: the sync stream's encoder (models/sync_stream.SyncEncoder), when the preset's stream is on;
-    its `video_features` of the clip's dense frames become the `sync_features` field.
+    its `stream_features` of the clip's dense frames become the `sync_features` field.
     """
 
     def __init__(self, av: torch.nn.Module, vae: torch.nn.Module, preset: Preset,
@@ -210,7 +219,9 @@ class ClipEncoder:
         }
         if self.sync_encoder is not None:
             # fp32: the features are small, and the store keeps them as float16 anyway.
-            out["sync_features"] = self.sync_encoder.video_features(batch["sync_frames"].to(dev)).float().cpu().numpy()
+            detail = batch["sync_detail"].to(dev) if "sync_detail" in batch else None
+            out["sync_features"] = self.sync_encoder.stream_features(batch["sync_frames"].to(dev),
+                                                                     detail).float().cpu().numpy()
         return out
 
 

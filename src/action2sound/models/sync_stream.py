@@ -39,6 +39,9 @@ from ..config import AudioProfile, Preset, SyncStreamConfig
 INJECTIONS = ("channels", "film")
 TIMBRE_COLUMNS = 4  # columns of sound after an onset whose spectrum the timbre head predicts (timbre_target)
 TIMBRE_ONSET = 0.5  # onset target from which a column counts as one where a sound starts (SyncEncoder.timbre_target)
+APPEARANCE_GRID = 4  # an appearance crop as APPEARANCE_GRID x APPEARANCE_GRID mean colours (appearance_features)
+APPEARANCE_DIFFS = 3  # frame-to-frame differences, ending at a column's last frame, that place its crop
+MIN_APPEARANCE_SIZE = 4 * APPEARANCE_GRID  # the smallest appearance frame: a crop a quarter as wide, on the grid
 
 
 # ============================================================================================== time grid
@@ -79,6 +82,69 @@ def sync_frame_times(preset: Preset) -> np.ndarray:
     centres = column_times(p.audio, ds, w)
     offsets = (np.arange(r) + 0.5) / r * period - period / 2  # within a column, around its centre
     return (centres[:, None] + offsets[None]).reshape(-1)
+
+
+def appearance_dim(cfg: SyncStreamConfig) -> int:
+    """Numbers per column that `appearance_features` adds to the stream (0 without appearance)."""
+    return 3 * APPEARANCE_GRID ** 2 if cfg.appearance_size else 0
+
+
+def stream_dim(cfg: SyncStreamConfig) -> int:
+    """Numbers per column of the stream the ldm reads: the learned features, then the appearance's."""
+    return cfg.feature_dim + appearance_dim(cfg)
+
+
+def appearance_features(frames: torch.Tensor, per_column: int) -> torch.Tensor:
+    """What is seen where the picture moves: uint8 frames [B, N, S, S, 3] at `sync_frame_times` (N = r W, r =
+    `per_column`) -> [B, W, 3 APPEARANCE_GRID^2].
+
+    Per column: the magnitude of the camera-compensated differences of its last APPEARANCE_DIFFS frame steps
+    (ending at the column's last frame); around the centroid of that motion within the crop-sized box that
+    holds the most of it, the crop (S / 4 px) of the column's last frame, as mean colours on an APPEARANCE_GRID grid, scaled to (colour - 1/2) x 4 (entries
+    of order 1, as the learned features after their normalisation). A contact is a hand meeting an object, so
+    the crop that moves most at the contact holds the struck object (session 12: a linear probe named the kind
+    from it on unseen episodes at 0.25, from a crop at the object itself at 0.76, chance 0.05). Where nothing
+    moves, the frame's centre. No weights: what the crop sounds like is the ldm's to learn.
+    """
+    b, n, size = frames.shape[:3]
+    if n % per_column:
+        raise ValueError(f"appearance_features: {n} frames are not {per_column} per column")
+    w = n // per_column
+    half = max(APPEARANCE_GRID // 2, size // 8)
+    x = frames.permute(0, 1, 4, 2, 3).float() / 255.0  # [B, N, 3, S, S]
+    moved = camera_compensated_difference(x[:, 1:], x[:, :-1]).abs().sum(dim=2)  # [B, N - 1, S, S]
+    moved = F.pad(moved, (0, 0, 0, 0, 1, 0))  # [B, N, S, S]: the motion into frame k (none into the first)
+    last = torch.arange(w, device=frames.device) * per_column + per_column - 1  # each column's last frame
+    motion = sum(moved[:, (last - i).clamp(min=0)] for i in range(APPEARANCE_DIFFS))  # [B, W, S, S]
+    # The crop-sized box holding the most motion, then the motion's centroid within it (a box's sum is flat
+    # wherever it covers a small moving thing whole).
+    motion = motion.flatten(0, 1).unsqueeze(1)  # [B W, 1, S, S]
+    ys, xs = torch.meshgrid(torch.arange(size, device=frames.device, dtype=motion.dtype),
+                            torch.arange(size, device=frames.device, dtype=motion.dtype), indexing="ij")
+    boxed = box_sums(torch.cat([motion, motion * ys, motion * xs], dim=1), half).flatten(2)  # [B W, 3, S S]
+    peak = boxed[:, 0].argmax(dim=1, keepdim=True)
+    mass = boxed[:, 0].gather(1, peak)[:, 0]
+    still = mass <= 0
+    centre = torch.full_like(mass, size // 2)
+    safe = mass.where(~still, torch.ones_like(mass))
+    cy = torch.where(still, centre, boxed[:, 1].gather(1, peak)[:, 0] / safe)
+    cx = torch.where(still, centre, boxed[:, 2].gather(1, peak)[:, 0] / safe)
+    cy = cy.round().long().clamp(half, size - half).tolist()  # crops stay inside the frame
+    cx = cx.round().long().clamp(half, size - half).tolist()
+    images = x[:, last].flatten(0, 1)  # [B W, 3, S, S]
+    crops = torch.stack([images[i, :, y - half : y + half, c - half : c + half]
+                         for i, (y, c) in enumerate(zip(cy, cx))])
+    colours = F.adaptive_avg_pool2d(crops, APPEARANCE_GRID).flatten(1)  # [B W, 3 G^2]
+    return (4.0 * (colours - 0.5)).view(b, w, -1)
+
+
+def box_sums(x: torch.Tensor, half: int) -> torch.Tensor:
+    """Sums of x [N, C, H, W] over the (2 half + 1)^2 square centred on each pixel (zero outside) -> float64, the
+    same shape. From an integral image (summed in float64, so motion-free maps sum to exactly 0): the cost does
+    not grow with the square, where a pooling's grows with its area (33^2 at 128 px, 1.3 s per window)."""
+    k = 2 * half + 1
+    c = F.pad(x.double(), (half + 1, half, half + 1, half)).cumsum(-1).cumsum(-2)
+    return c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]
 
 
 def interpolation_matrix(source: np.ndarray, target: np.ndarray) -> torch.Tensor:
@@ -230,8 +296,13 @@ class SyncEncoder(nn.Module):
             raise ValueError(f"sync_stream: crop_columns + 2 x max_shift_columns ({cfg.crop_columns} + 2 x "
                              f"{cfg.max_shift_columns}) must fit the {self.hi - self.lo} columns between the edge "
                              "margins; lower one of them (or edge_columns)")
+        if 0 < cfg.appearance_size < MIN_APPEARANCE_SIZE:
+            raise ValueError(f"sync_stream.appearance_size must be 0 (none) or at least {MIN_APPEARANCE_SIZE} px "
+                             f"(a crop of a quarter of the frame on a {APPEARANCE_GRID} x {APPEARANCE_GRID} grid), "
+                             f"got {cfg.appearance_size}")
         self.cfg = cfg
         self.profile = preset.audio
+        self.per_column = frames_per_column(cfg, preset.audio, preset.vae.downsample)
         self.columns = w
         self.period = column_period(preset.audio, preset.vae.downsample)
         self.frame_times = sync_frame_times(preset)
@@ -261,6 +332,18 @@ class SyncEncoder(nn.Module):
                              f"got {frames.shape[1]}")
         per_frame = self.video(frames)  # [B, N, D_s]
         return torch.einsum("wn,bnd->bwd", self.resample.to(per_frame.dtype), per_frame)
+
+    def stream_features(self, frames: torch.Tensor, detail: torch.Tensor | None = None) -> torch.Tensor:
+        """What the ldm reads per column -> [B, W, stream_dim]: `video_features` of frames, then, when the stream
+        has appearance, `appearance_features` of detail (uint8 [B, N, A, A, 3], the same times at
+        appearance_size)."""
+        v = self.video_features(frames)
+        if not self.cfg.appearance_size:
+            return v
+        if detail is None or detail.shape[2] != self.cfg.appearance_size:
+            raise ValueError(f"this stream has appearance: pass its frames at {self.cfg.appearance_size} px too "
+                             "(sync_stream.appearance_size)")
+        return torch.cat([v, appearance_features(detail, self.per_column).to(v.dtype)], dim=-1)
 
     def audio_features(self, mel: torch.Tensor) -> torch.Tensor:
         """Normalised mel [B, n_mels, padded_frames] -> column features [B, W, D_s]."""
@@ -428,8 +511,9 @@ class SyncInjection(nn.Module):
     the stream enters as a [D_s, F, W] map (each column's features repeated over the mel bins), so the first
     3 x 3 convolution already sees sound and motion of the same column side by side. "film": a per-column
     scale and shift of the noisy latent's C channels from a bias-free, zero-initialised Linear.
-    The features are unit-normalised (times sqrt(D_s), entries of order 1), the form the offset contrast
-    compares them in; an all-zero stream (the null of guidance) stays zero, and then the UNet computes exactly
+    The learned features are unit-normalised (times sqrt(D_s), entries of order 1), the form the offset
+    contrast compares them in; the appearance's numbers (SyncStreamConfig.appearance_size) enter as they are
+    (already of order 1), as further channels of the same kind. An all-zero stream (the null of guidance) stays zero, and then the UNet computes exactly
     what it would without the stream.
     """
 
@@ -437,7 +521,8 @@ class SyncInjection(nn.Module):
         super().__init__()
         if cfg.injection not in INJECTIONS:
             raise ValueError(f"sync_stream.injection must be one of {INJECTIONS}, got {cfg.injection!r}")
-        self.kind, self.dim = cfg.injection, cfg.feature_dim
+        # dim: the stream's numbers per column (the learned features, then the appearance's, if any).
+        self.kind, self.dim, self.learned = cfg.injection, stream_dim(cfg), cfg.feature_dim
         # With cfg.deep: one zero-initialised, bias-free 1 x 1 projection per resnet block of the UNet, applied
         # by a forward hook to the block's output (the stream of the current call is held in `_stream`). The
         # hook is a bound method and the block carries its index, so a deep copy of the model hooks the copy.
@@ -483,7 +568,9 @@ class SyncInjection(nn.Module):
             sync = x.new_zeros(b, w, self.dim)
         if sync.shape[1:] != (w, self.dim):
             raise ValueError(f"sync features must be [B, {w}, {self.dim}], got {tuple(sync.shape)}")
-        s = F.normalize(sync.to(x.dtype), dim=-1) * math.sqrt(self.dim)  # [B, W, D_s]
+        sync = sync.to(x.dtype)
+        learned = F.normalize(sync[..., : self.learned], dim=-1) * math.sqrt(self.learned)
+        s = torch.cat([learned, sync[..., self.learned :]], dim=-1)  # [B, W, D]: the appearance as it is
         if len(self.deep):
             self._stream = s.transpose(1, 2)  # [B, D_s, W]
         if self.film is None:
@@ -515,7 +602,8 @@ def widen_for_stream(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict
 
     The stream's extra input channels of the UNet's first convolution get zero weights, so the widened model
     starts as exactly the model it was given (`train ldm --init` of a model trained without the stream: the
-    shipped default model, for instance). Likewise the deep projections (`SyncStreamConfig.deep`) that a state
+    shipped default model, for instance); so do the appearance's channels (SyncStreamConfig.appearance_size) of a
+    model trained with the stream but without them. Likewise the deep projections (`SyncStreamConfig.deep`) that a state
     dict lacks start at zero, so a model with the stream at the input alone starts a fine-tune with deep
     injection unchanged. A state dict that already fits is returned unchanged; any other mismatch is left for
     the strict load to report.
@@ -532,7 +620,9 @@ def widen_for_stream(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict
     if sync.kind != "channels" or key not in out or key not in own:
         return out
     given, wide_shape = out[key], own[key].shape
-    if given.dim() != 4 or given.shape[1] + sync.dim != wide_shape[1] or given.shape[0] != wide_shape[0]:
+    # The given weights' input channels: the latent's alone, or with a stream that lacks the appearance's numbers.
+    narrower = {wide_shape[1] - sync.dim, wide_shape[1] - (sync.dim - sync.learned)} - {wide_shape[1]}
+    if given.dim() != 4 or given.shape[0] != wide_shape[0] or given.shape[1] not in narrower:
         return out
     wide = torch.zeros(wide_shape, dtype=given.dtype)
     wide[:, : given.shape[1]] = given

@@ -119,12 +119,20 @@ def _split_rows(table, val_clips: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ldm_preset(p: Preset, store) -> Preset:
-    """The ldm trains on what the store's networks produced: their video, audio, av and vae sections."""
+    """The ldm trains on what the store's networks produced: their video, audio, av and vae sections, and, when
+    the store has the sync stream's features, what defines them (STREAM_FEATURE_FIELDS but `enabled`, and the
+    appearance's size: a store pre-encoded with it widens the ldm's input without an override)."""
+    from ..weights import STREAM_FEATURE_FIELDS
+
     s = store.preset
     if s.audio.name != p.audio.name:
         raise Action2SoundError(f"store {store.path} was encoded with audio profile {s.audio.name!r}, the preset "
                                 f"{p.name!r} uses {p.audio.name!r}; pass the matching --preset")
-    return dataclasses.replace(p, video=s.video, audio=s.audio, av=s.av, vae=s.vae)
+    stream = p.sync_stream
+    if "sync_features" in store.fields:
+        carried = [f for f in STREAM_FEATURE_FIELDS if f != "enabled"] + ["appearance_size"]
+        stream = dataclasses.replace(stream, **{f: getattr(s.sync_stream, f) for f in carried})
+    return dataclasses.replace(p, video=s.video, audio=s.audio, av=s.av, vae=s.vae, sync_stream=stream)
 
 
 def _sample_vae(out: Path, store) -> torch.nn.Module | None:
