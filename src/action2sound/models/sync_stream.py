@@ -100,11 +100,12 @@ def appearance_features(frames: torch.Tensor, per_column: int) -> torch.Tensor:
 
     Per column: the magnitude of the camera-compensated differences of its last APPEARANCE_DIFFS frame steps
     (ending at the column's last frame); around the centroid of that motion within the crop-sized box that
-    holds the most of it, the crop (S / 4 px) of the column's last frame, as mean colours on an APPEARANCE_GRID grid, scaled to (colour - 1/2) x 4 (entries
-    of order 1, as the learned features after their normalisation). A contact is a hand meeting an object, so
-    the crop that moves most at the contact holds the struck object (session 12: a linear probe named the kind
-    from it on unseen episodes at 0.25, from a crop at the object itself at 0.76, chance 0.05). Where nothing
-    moves, the frame's centre. No weights: what the crop sounds like is the ldm's to learn.
+    holds the most of it, the crop (S / 4 px) of the column's last frame, as mean colours on an APPEARANCE_GRID
+    grid, scaled to (colour - 1/2) x 4 (entries of order 1, as the learned features after their normalisation).
+    A contact is a hand meeting an object, so the crop that moves most at the contact holds the struck object
+    (session 12: a linear probe named the kind from such a crop on unseen episodes at 0.25, from a crop at the
+    object itself at 0.76, chance 0.05). Where nothing moves, the frame's centre. No weights: what the crop
+    sounds like is the ldm's to learn (session 13: a fine-tune used it to place onsets, not to pick the kind).
     """
     b, n, size = frames.shape[:3]
     if n % per_column:
@@ -513,8 +514,8 @@ class SyncInjection(nn.Module):
     scale and shift of the noisy latent's C channels from a bias-free, zero-initialised Linear.
     The learned features are unit-normalised (times sqrt(D_s), entries of order 1), the form the offset
     contrast compares them in; the appearance's numbers (SyncStreamConfig.appearance_size) enter as they are
-    (already of order 1), as further channels of the same kind. An all-zero stream (the null of guidance) stays zero, and then the UNet computes exactly
-    what it would without the stream.
+    (already of order 1), as further channels of the same kind. An all-zero stream (the null of guidance) stays
+    zero, and then the UNet computes exactly what it would without the stream.
     """
 
     def __init__(self, cfg: SyncStreamConfig, unet: nn.Module):
@@ -602,10 +603,10 @@ def widen_for_stream(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict
 
     The stream's extra input channels of the UNet's first convolution get zero weights, so the widened model
     starts as exactly the model it was given (`train ldm --init` of a model trained without the stream: the
-    shipped default model, for instance); so do the appearance's channels (SyncStreamConfig.appearance_size) of a
-    model trained with the stream but without them. Likewise the deep projections (`SyncStreamConfig.deep`) that a state
-    dict lacks start at zero, so a model with the stream at the input alone starts a fine-tune with deep
-    injection unchanged. A state dict that already fits is returned unchanged; any other mismatch is left for
+    shipped default model, for instance); so do the appearance's channels (SyncStreamConfig.appearance_size) of
+    a model trained with the stream but without them. Likewise the deep projections (`SyncStreamConfig.deep`)
+    that a state dict lacks start at zero, so a model with the stream at the input alone starts a fine-tune with
+    deep injection unchanged. A state dict that already fits is returned unchanged; any other mismatch is left for
     the strict load to report.
     """
     sync = getattr(model, "sync", None)
