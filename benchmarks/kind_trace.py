@@ -23,6 +23,7 @@ unseen episodes and the model's features do not, the kind is on screen but the v
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -36,10 +37,10 @@ from action2sound.errors import Action2SoundError
 from action2sound.evaluation import benchmark_metrics as bm
 from action2sound.evaluation.measure import fit_kind_classifier
 from action2sound.evaluation.clips import EvalClip
-from action2sound.media import read_audio_file, read_frames_at
+from action2sound.media import read_audio_file
 from action2sound.models.sync_stream import appearance_features, camera_compensated_difference
 
-APPEARANCE_SIZE = 128  # --probe: the appearance's frame size for a model without it (the small preset's)
+APPEARANCE_SIZE = 128  # --probe: the appearance's frame size for a model without it (session 13's experiment)
 
 RISE_S = 0.2
 DECAYS = (0.01, 1.0, 10.0, 100.0)  # the probe's weight decays (AdamW, lr 1e-2, 500 full-batch steps)
@@ -56,8 +57,7 @@ def _classifier(bench: Path) -> bm.KindClassifier:
 
 def true_kind_ranks(clf: bm.KindClassifier, pairs: list[tuple[np.ndarray, str]], sr: int) -> list[int]:
     """For each (segment, true kind): how many kinds' centroids lie nearer than the true kind's (0 = correct)."""
-    z = (np.stack([bm.kind_features(s, sr) for s, _ in pairs]) - clf.mean) / clf.std
-    d = ((z[:, None, :] - clf.centroids[None]) ** 2).sum(-1)
+    d = clf.distances([s for s, _ in pairs], sr)
     return [int((row < row[clf.kinds.index(kind)]).sum()) for (_, kind), row in zip(pairs, d)]
 
 
@@ -115,11 +115,14 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
     feats: dict[str, list[np.ndarray]] = {"video condition (frame tokens)": [], "retrieval embedding": [],
                                           "the frame as 8x smaller colours": []}
     enc = pipe.sync_encoder
+    preset = pipe.preset
     if enc is not None:
         feats["sync stream at the contact's column"] = []
         feats["sync stream's frames: 8 px where they move most"] = []
         feats["the stream's appearance at the contact's column"] = []
-        look = enc.cfg.appearance_size or APPEARANCE_SIZE
+        # The stream's frames at both sizes from one decoding pass, as the store reads them.
+        preset = dataclasses.replace(preset, sync_stream=dataclasses.replace(
+            enc.cfg, appearance_size=enc.cfg.appearance_size or APPEARANCE_SIZE))
     labels: list[str] = []
     for clip in table:
         folder = bench / "groundtruth" / clip.clip_id
@@ -129,15 +132,13 @@ def _contacts(bench: Path, split: str, pipe) -> tuple[dict[str, np.ndarray], np.
                   if e.get("onscreen") and 0.0 <= e["time"] < clip.duration]
         if not events:
             continue
-        frames = decode_clip(clip, pipe.preset, frames=True, audio=False)["frames"]  # uint8 [T, S, S, 3]
+        decoded = decode_clip(clip, preset, frames=True, audio=False, sync=enc is not None)
+        frames = decoded["frames"]  # uint8 [T, S, S, 3]
         with torch.no_grad():
             tokens, emb = pipe.av.encode_frames(torch.from_numpy(frames)[None].to(pipe.device))
         t_count = frames.shape[0]
         if enc is not None:
-            dense = read_frames_at(clip.media_path, clip.media_start + enc.frame_times, size=enc.cfg.size,
-                                   resize=pipe.preset.video.resize)
-            detail = read_frames_at(clip.media_path, clip.media_start + enc.frame_times, size=look,
-                                    resize=pipe.preset.video.resize)
+            dense, detail = decoded["sync_frames"], decoded["sync_detail"]
             with torch.no_grad():
                 stream = enc.video_features(torch.from_numpy(dense)[None].to(pipe.device))[0].float().cpu().numpy()
                 appearance = appearance_features(torch.from_numpy(detail)[None], enc.per_column)[0].numpy()

@@ -291,15 +291,20 @@ class KindClassifier:
         self.centroids = np.stack([z[labels == k].mean(axis=0) for k in self.kinds])
         return self
 
+    def distances(self, segments: Sequence[np.ndarray], sr: int) -> np.ndarray:
+        """Squared distance of each segment [T] at sr to each kind's centroid -> [N, K] (K: `kinds`' order)."""
+        if self.centroids is None:
+            raise Action2SoundError("the event-kind classifier is not fitted")
+        z = (np.stack([kind_features(s, sr) for s in segments]) - self.mean) / self.std
+        return ((z[:, None, :] - self.centroids[None]) ** 2).sum(axis=-1)
+
     def predict(self, segments: Sequence[np.ndarray], sr: int) -> list[str]:
         """The nearest centroid's kind of each segment [T] at sr."""
         if self.centroids is None:
             raise Action2SoundError("the event-kind classifier is not fitted")
         if not len(segments):
             return []
-        z = (np.stack([kind_features(s, sr) for s in segments]) - self.mean) / self.std
-        d = ((z[:, None, :] - self.centroids[None]) ** 2).sum(axis=-1)
-        return [self.kinds[i] for i in d.argmin(axis=1)]
+        return [self.kinds[i] for i in self.distances(segments, sr).argmin(axis=1)]
 
 
 def kind_accuracy(classifier: KindClassifier, wave: np.ndarray, sr: int, events: Sequence[dict]) -> tuple[int, int]:
