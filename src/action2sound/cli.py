@@ -414,6 +414,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(report.out)
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from .evaluation.compare import compare_runs, markdown, write_comparison
+
+    if args.label and len(args.label) != len(args.runs):
+        raise Action2SoundError(f"--label given {len(args.label)} times for {len(args.runs)} runs; give one per "
+                                f"run, in order, or none")
+    result = compare_runs(args.runs, boot=args.boot, labels=args.label)
+    print(markdown(result), end="")
+    if args.out:
+        print(write_comparison(Path(args.out), result))
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from .serve import ServeSettings, serve
 
@@ -479,6 +491,16 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="is a run better than another? paired bootstrap over the clips of `evaluate` "
+                                       "folders: differences with 95 %% intervals, a table and a picture")
+    p.add_argument("runs", nargs="+", metavar="EVAL_DIR",
+                   help="`evaluate` --out folders on the same clips and seeds; the first is the baseline")
+    p.add_argument("--out", help="folder for compare.md, compare.json and compare.png (default: print only)")
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--label", action="append", help="a run's name in the tables, once per run in order "
+                                                    "(default: the folders' names)")
+    p.set_defaults(func=_cmd_compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

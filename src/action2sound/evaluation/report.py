@@ -26,7 +26,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def _pooled(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def pooled_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The metrics of one set of outputs (one seed, or the references)."""
     m: dict[str, Any] = {"clips": len(records)}
     m["av_sim"] = _mean([r.get("av_sim") for r in records])
@@ -129,11 +129,11 @@ def summarise(records: list[dict[str, Any]], out: Path, settings: EvalSettings,
     per_seed = {}
     for s in seeds:
         rs = [r for r in ok if r["seed"] == s]
-        m = _pooled(rs)
+        m = pooled_metrics(rs)
         m["fad"] = _fad(out, rs, refs)
         m.update({f"gen_{k}": v for k, v in _retrieval(out, rs, refs).items()})
         per_seed[str(s)] = m
-    reference = _pooled(list(refs.values()))
+    reference = pooled_metrics(list(refs.values()))
     reference["fad"] = _fad(out, list(refs.values()), refs)
     reference.update(_retrieval(out, list(refs.values()), refs))
     names = sorted({k for m in per_seed.values() for k, v in m.items() if isinstance(v, (int, float))})
