@@ -105,6 +105,18 @@ for name in ("ours, retrieved", "paper design, retrieved"):
         rows = ", ".join(f"{d} s: {v['followed']}/{v['eligible']}" for d, v in s["delays"].items())
         stayed = f"; {s['stayed']} stayed at their time" if "stayed" in s else ""
         text += f"\nShift test, {name}: {s['followed']}/{s['eligible']} onsets follow ({rows}){stayed}.\n"
+# Which differences are more than the test set's noise (paired bootstrap over the clips; `action2sound compare`).
+from action2sound.evaluation.compare import compare_runs, markdown as compare_markdown, plot as plot_compare
+for title, runs, png in (("the paper's design against ours (retrieved)",
+                          ["ours, retrieved", "paper design, retrieved"], "compare_paper.png"),
+                         ("the quiet condition against the video-only model (leakage)",
+                          ["video only (no audio condition)", "ours, quiet", "paper design, quiet"],
+                          "compare_quiet.png")):
+    runs = [n for n in runs if (study / n / "records.jsonl").is_file()]
+    if len(runs) > 1:
+        result = compare_runs([study / n for n in runs], labels=runs)
+        plot_compare(study / png, result)
+        text += f"\n## Within the noise? {title}\n\n" + compare_markdown(result) + f"\n![{title}]({png})\n"
 (study / "table.md").write_text(text)
 print(study / "table.md")
 PY
