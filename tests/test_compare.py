@@ -97,6 +97,10 @@ def test_only_the_clips_and_seeds_every_run_has_are_compared(tmp_path):
     assert res["clips"] == 19 and res["seeds"] == [0, 1]
     # the same draw of clips for both runs: identical outputs on the common grid differ by zero
     assert res["differences"]["b"]["onset_f1@50ms"].high == 0.0
+    # a seed that one run has for a few clips only is left out, not the clips
+    partial = [r for r in _half_hits(20, seeds=3) if r["seed"] < 2 or r["clip_id"] < "c05"]
+    res = compare_runs([a, _run(tmp_path, "partial", partial)], boot=100)
+    assert res["clips"] == 20 and res["seeds"] == [0, 1]
 
 
 def test_bad_inputs_say_what_to_do(tmp_path):

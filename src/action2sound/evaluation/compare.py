@@ -77,10 +77,14 @@ def _grid(runs: Sequence[list[dict[str, Any]]], names: Sequence[str]
     """The clips and seeds every run has, and each run's records by (clip, seed)."""
     tables = [{(r["clip_id"], int(r["seed"])): r for r in rs} for rs in runs]
     common = set.intersection(*(set(t) for t in tables))
-    clips = sorted({c for c, _ in common})
-    seeds = sorted({s for _, s in common})
-    # Keep only a full clips x seeds grid, so that every seed's metric is over the same clips in every run.
-    clips = [c for c in clips if all((c, s) in common for s in seeds)]
+    by_seed: dict[int, set[str]] = {}
+    for c, s in common:
+        by_seed.setdefault(s, set()).add(c)
+    # A full clips x seeds grid, so that every seed's metric is over the same clips in every run; a seed that a
+    # run has not finished is left out rather than shrinking the clips.
+    most = max((len(v) for v in by_seed.values()), default=0)
+    seeds = sorted(s for s, v in by_seed.items() if len(v) == most)
+    clips = sorted(set.intersection(*(by_seed[s] for s in seeds))) if seeds else []
     if len(clips) < 3:
         raise Action2SoundError(f"{', '.join(names)}: fewer than 3 clips with the same seeds in every run "
                                 f"({len(clips)}); evaluate the runs on the same --data, --limit and --seeds")
