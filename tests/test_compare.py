@@ -10,7 +10,7 @@ import pytest
 
 from action2sound.cli import main
 from action2sound.errors import Action2SoundError
-from action2sound.evaluation.compare import compare_runs, markdown
+from action2sound.evaluation.compare import compare_runs, interval_lines, markdown
 
 
 def _record(clip: int, seed: int, hit: bool, cond_db: float, gen_db: float, halluc: int = 0) -> dict:
@@ -147,3 +147,10 @@ def test_markdown_leaves_out_metrics_no_run_has(tmp_path):
     recs = [{k: v for k, v in r.items() if k != "kind"} for r in _half_hits(10)]
     res = compare_runs([_run(tmp_path, "a", recs), _run(tmp_path, "b", recs)], boot=100)
     assert "kind accuracy" not in markdown(res) and "onset AP" in markdown(res)
+
+
+def test_a_runs_report_gives_its_own_intervals_over_clips():
+    recs = _half_hits(20) + [{"clip_id": "c00", "seed": None, "output": "groundtruth"}]
+    line = interval_lines(recs, boot=200)[0]
+    assert "over the 20 clips" in line and "onset F1 ±50 ms 0.500 [" in line and "control r 1.000 [" in line
+    assert interval_lines(_half_hits(2), boot=200) == []  # too few clips to resample

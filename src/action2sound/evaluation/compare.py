@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Action2SoundError
-from .report import pooled_metrics
+from .set_metrics import pooled_metrics
 
 # (metric key in `evaluate`'s summary, label, +1 higher is better / -1 lower is better / 0 neither, format)
 METRICS = (
@@ -115,18 +115,26 @@ def compare_runs(runs: Sequence[Path], boot: int = 2000, seed: int = 0,
                  labels: Sequence[str] | None = None) -> dict[str, Any]:
     """Each run's metrics and each later run's difference from the first, with paired-bootstrap intervals.
 
-    -> {"labels", "clips", "seeds", "boot", "confidence", "values": {label: {metric: Interval}},
+    -> {"labels", "runs", "clips", "seeds", "boot", "confidence", "values": {label: {metric: Interval}},
         "differences": {label: {metric: Interval}} (run minus the first run; not for the first),
         "verdicts": {label: {metric: "better" | "worse" | "within noise" | "–"}}}
     """
     if len(runs) < 2:
         raise Action2SoundError("compare needs two or more evaluate folders: the first is the baseline")
-    if boot < 100:
-        raise Action2SoundError(f"--boot {boot}: use 100 or more resamples (default 2000)")
     labels = list(labels) if labels else [Path(r).name or str(r) for r in runs]
     if len(set(labels)) != len(labels):
         labels = [str(r) for r in runs]
-    clips, seeds, tables = _grid([load_records(Path(r)) for r in runs], [str(r) for r in runs])
+    result = bootstrap([load_records(Path(r)) for r in runs], labels, boot, seed)
+    result["runs"] = [str(r) for r in runs]
+    return result
+
+
+def bootstrap(runs: Sequence[list[dict[str, Any]]], labels: Sequence[str], boot: int = 2000, seed: int = 0
+              ) -> dict[str, Any]:
+    """`compare_runs` on records in memory; with one run, its metrics' intervals alone."""
+    if boot < 100:
+        raise Action2SoundError(f"--boot {boot}: use 100 or more resamples (default 2000)")
+    clips, seeds, tables = _grid(runs, labels)
     points = [_metrics(t, clips, seeds) for t in tables]
     rng = np.random.default_rng(seed)
     draws: list[dict[str, list[float]]] = [{k: [] for k, *_ in METRICS} for _ in runs]
@@ -153,8 +161,22 @@ def compare_runs(runs: Sequence[Path], boot: int = 2000, seed: int = 0,
             d = _interval(None if a is None or b is None else b - a, diffs[i][k])
             differences[name][k] = d
             verdicts[name][k] = _verdict(d, sign)
-    return {"labels": labels, "runs": [str(r) for r in runs], "clips": len(clips), "seeds": seeds, "boot": boot,
-            "confidence": CONFIDENCE, "values": values, "differences": differences, "verdicts": verdicts}
+    return {"labels": list(labels), "clips": len(clips), "seeds": seeds, "boot": boot, "confidence": CONFIDENCE,
+            "values": values, "differences": differences, "verdicts": verdicts}
+
+
+def interval_lines(records: list[dict[str, Any]], boot: int = 1000) -> list[str]:
+    """A run's own intervals over its clips, as markdown lines for its report (none under 3 clips)."""
+    outputs = [r for r in records if "error" not in r and r.get("seed") is not None]
+    if len({r["clip_id"] for r in outputs}) < 3:
+        return []
+    res = bootstrap([outputs], ["run"], boot)
+    cells = [f"{label} {_fmt(res['values']['run'][k], fmt)}" for k, label, _, fmt in METRICS
+             if res["values"]["run"][k].value is not None]
+    pct = round(100 * res["confidence"])
+    return [f"{pct} % intervals over the {res['clips']} clips (bootstrap, {boot} resamples; the ± above is the "
+            f"spread over seeds on the same clips; `action2sound compare` tells two runs apart): "
+            + "; ".join(cells) + "."]
 
 
 def _verdict(d: Interval, sign: int) -> str:

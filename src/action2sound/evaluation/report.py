@@ -4,7 +4,6 @@ the markdown table (one row per run: a study's table), results.md and the two fi
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -17,78 +16,10 @@ from .. import __version__
 from ..config import Preset
 from ..mel import wave_to_mel
 from . import benchmark_metrics as bm
+from .compare import interval_lines
 from .fad import fad
-from .settings import EvalSettings, rounded
-
-
-def _mean(values: Sequence[float | None]) -> float | None:
-    v = [x for x in values if x is not None and math.isfinite(x)]
-    return float(np.mean(v)) if v else None
-
-
-def pooled_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The metrics of one set of outputs (one seed, or the references)."""
-    m: dict[str, Any] = {"clips": len(records)}
-    m["av_sim"] = _mean([r.get("av_sim") for r in records])
-    m["ambient_db"] = _mean([r.get("ambient_db") for r in records])
-    sync = [r["in_sync"] for r in records if "in_sync" in r]
-    m["av_sync"] = 100.0 * float(np.mean(sync)) if sync else None
-    onset = [r["onset"] for r in records if "onset" in r]
-    if onset:
-        hits = sum(o["hits"] for o in onset)
-        n = sum(o["n_reference"] + o["n_estimated"] for o in onset)
-        # Pooled over clips (micro F1): a clip with one contact weighs as much as each contact elsewhere.
-        m["onset_f1"] = 2.0 * hits / n if n else None
-        secs = sum(r.get("seconds", 0.0) for r in records if "onset" in r)
-        m["hallucination_per_s"] = sum(r.get("hallucinated", 0) for r in records) / secs if secs else None
-        m["leakage"] = _mean([r.get("leakage") for r in records])
-        m["leakage_median"] = (float(np.median([r["leakage"] for r in records if r.get("leakage") is not None]))
-                               if any(r.get("leakage") is not None for r in records) else None)
-    m.update(_sync_metrics(records))
-    offsets = [abs(r["sync_offset_ms"]) for r in records if r.get("sync_offset_ms") is not None]
-    if offsets:  # DeSync-like: the median |offset| by the run's sync encoder
-        m["desync_ms"] = float(np.median(offsets))
-    kinds = [r["kind"] for r in records if "kind" in r]
-    if kinds and sum(k[1] for k in kinds):
-        m["kind_accuracy"] = sum(k[0] for k in kinds) / sum(k[1] for k in kinds)
-    pairs = [(r["condition"].get("ambient_db"), r.get("ambient_db")) for r in records
-             if r.get("condition", {}).get("ambient_db") is not None and r.get("ambient_db") is not None]
-    if pairs:
-        c = bm.controllability([p[0] for p in pairs], [p[1] for p in pairs])
-        m["controllability_r"] = rounded(c.r)
-        m["controllability_slope"] = rounded(c.slope)
-        m["condition_ambient_db"] = _mean([p[0] for p in pairs])
-        m["ambient_error_db"] = _mean([abs(p[1] - p[0]) for p in pairs])
-    return m
-
-
-def _sync_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Issue 10's onset metrics, pooled as onset_f1 is, with the centre-impulse baseline on the same clips.
-
-    onset_f1@50ms / @100ms (micro F1), onset_ap (mean over clips with contacts), off_centre_recall (found /
-    total contacts > 0.5 s from the window centre), and centre_impulse_* the same for the centre impulse.
-    Records written before these existed contribute nothing.
-    """
-    m: dict[str, Any] = {}
-    tol = [r["onset_tol"] for r in records if "onset_tol" in r]
-    if not tol:
-        return m
-    for key in tol[0]:
-        hits = sum(t[key][0] for t in tol)
-        n = sum(t[key][1] + t[key][2] for t in tol)
-        m[f"onset_f1@{key}"] = 2.0 * hits / n if n else None
-    m["onset_ap"] = _mean([r.get("onset_ap") for r in records if "onset_tol" in r])
-    off = [r["off_centre"] for r in records if "off_centre" in r]
-    total = sum(o[1] for o in off)
-    m["off_centre_recall"] = sum(o[0] for o in off) / total if total else None
-    m["off_centre_contacts"] = total
-    centre = [r["centre_impulse"] for r in records if "centre_impulse" in r]
-    for key in ("f1@50ms", "f1@100ms", "ap"):
-        m[f"centre_impulse_{key}"] = _mean([c.get(key) for c in centre])
-    c_total = sum(c.get("off_centre_total") or 0.0 for c in centre)
-    m["centre_impulse_off_centre_recall"] = (sum(c.get("off_centre_found") or 0.0 for c in centre) / c_total
-                                             if c_total else None)
-    return m
+from .set_metrics import pooled_metrics
+from .settings import EvalSettings
 
 
 def _fad(out: Path, records: Sequence[dict[str, Any]], refs: dict[str, dict[str, Any]]) -> float | None:
@@ -245,6 +176,7 @@ def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any
             f"model `{settings.model}`, FAD embedder `{settings.fad_embedder}`"
             + (f", sync classifier `{settings.sync}`" if settings.sync else ", no sync classifier (--sync)") + ".",
             "", markdown_table([summary]), ""]
+    text += interval_lines(records)
     if recall:
         text.append(f"Video→audio retrieval of the AV model on these clips: {recall}.")
     text += ["", "![controllability](controllability.png)", "", "![spectrograms](spectrograms.png)", ""]
