@@ -253,7 +253,7 @@ def plot(path: Path, result: dict[str, Any]) -> None:
         arrow = {1: " (higher is better)", -1: " (lower is better)"}.get(sign, "")
         ax.set_title(label + arrow, fontsize=8)
         ax.set_yticks(range(len(names)), names, fontsize=7)
-        ax.set_ylim(-0.7, len(names) - 0.3)
+        ax.set_ylim(len(names) - 0.3, -0.7)  # the first run on top, as in the tables
         ax.tick_params(axis="x", labelsize=7)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
