@@ -417,9 +417,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_compare(args: argparse.Namespace) -> None:
     from .evaluation.compare import compare_runs, markdown, write_comparison
 
-    if args.label and len(args.label) != len(args.runs):
-        raise Action2SoundError(f"--label given {len(args.label)} times for {len(args.runs)} runs; give one per "
-                                f"run, in order, or none")
     result = compare_runs(args.runs, boot=args.boot, labels=args.label)
     print(markdown(result), end="")
     if args.out:

@@ -266,9 +266,9 @@ class SyncStreamConfig:
     # features (3 x 16 more numbers, no weights). The stream's 32 px frames carry motion, not what is struck: a
     # linear probe named the contact's kind on unseen episodes from such a crop at 0.25 (chance 0.05), from the
     # stream's features at 0.05 (docs/RESULTS.md, session 12). What sound an appearance makes, the ldm learns:
-    # fine-tuned in (`preencode --appearance 128`), it placed onsets better (F1 +0.04 against the same weights with
-    # it zeroed) but did not pick the kind (session 13); every preset leaves it off, so the recipe still makes the
-    # shipped model.
+    # the swap stage trained with it (`preencode --appearance 128`) placed onsets a little better (F1 0.518 vs
+    # 0.497, within the noise of 42 clips) but did not pick the kind (sessions 13-14); every preset leaves it off,
+    # so the recipe still makes the shipped model.
     appearance_size: int = 0
 
 

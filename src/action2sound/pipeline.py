@@ -262,8 +262,8 @@ class Pipeline:
                                     for s in chunk])
             requests = [(times, v.size)]
             if self.sync_encoder is not None:  # the stream's dense frames come from the same decoding pass
-                ss = self.preset.sync_stream
-                requests += [(self._sync_times(chunk), size) for size in (ss.size, ss.appearance_size) if size]
+                ss, sync_times = self.preset.sync_stream, self._sync_times(chunk)
+                requests += [(sync_times, size) for size in (ss.size, ss.appearance_size) if size]
             with clock("read"):
                 frames, *dense = media.read_frames_at_sizes(path, requests, resize=v.resize)  # [B*T, S, S, 3]
             with clock("video_tower"), self._autocast(opts):

@@ -49,6 +49,11 @@ class Interval:
     high: float | None
 
 
+def _generated(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The generated outputs among an evaluate folder's records: not its references (seed None), not failures."""
+    return [r for r in records if "error" not in r and r.get("seed") is not None]
+
+
 def load_records(run: Path) -> list[dict[str, Any]]:
     """An `evaluate` folder's generated outputs (not its references, not its failures)."""
     path = Path(run) / "records.jsonl"
@@ -65,8 +70,8 @@ def load_records(run: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 raise Action2SoundError(f"{path}: line {n} is not JSON; rerun the `evaluate` command to repair "
                                         f"the folder") from None
-            if "error" not in r and r.get("seed") is not None:
-                records.append(r)
+            records.append(r)
+    records = _generated(records)
     if not records:
         raise Action2SoundError(f"{path}: no generated outputs in it; finish the `evaluate` run first")
     return records
@@ -121,6 +126,9 @@ def compare_runs(runs: Sequence[Path], boot: int = 2000, seed: int = 0,
     """
     if len(runs) < 2:
         raise Action2SoundError("compare needs two or more evaluate folders: the first is the baseline")
+    if labels and len(labels) != len(runs):
+        raise Action2SoundError(f"--label given {len(labels)} times for {len(runs)} runs; give one per run, in "
+                                f"order, or none")
     labels = list(labels) if labels else [Path(r).name or str(r) for r in runs]
     if len(set(labels)) != len(labels):
         labels = [str(r) for r in runs]
@@ -167,7 +175,7 @@ def bootstrap(runs: Sequence[list[dict[str, Any]]], labels: Sequence[str], boot:
 
 def interval_lines(records: list[dict[str, Any]], boot: int = 1000) -> list[str]:
     """A run's own intervals over its clips, as markdown lines for its report (none under 3 clips)."""
-    outputs = [r for r in records if "error" not in r and r.get("seed") is not None]
+    outputs = _generated(records)
     if len({r["clip_id"] for r in outputs}) < 3:
         return []
     res = bootstrap([outputs], ["run"], boot)
