@@ -124,7 +124,9 @@ def test_checksums_find_same_size_damage_when_asked(store, table, encoder, built
         opened.check(checksums=True)
     report = preencode(table, Counting(encoder), store, shard_size=3, batch_size=4, progress=False, checksums=True)
     assert (report.shards_written, report.shards_damaged) == (1, 1)
-    np.testing.assert_array_equal(Store(store).column("video_emb"), Store(built).column("video_emb"))
+    # The repaired shard is encoded in batches of its own, so its values may differ from the first build's in the
+    # last bit (seen on AMD EPYC); the flipped byte was the last value's sign and exponent, far beyond this tolerance.
+    np.testing.assert_allclose(Store(store).column("video_emb"), Store(built).column("video_emb"), rtol=0, atol=1e-6)
 
 
 def test_train_ldm_on_a_cut_off_store_is_a_one_line_error(store, tmp_path, capsys):
