@@ -17,8 +17,8 @@ TINY = dict(size=32, episode_seconds=(8.0, 10.0), progress=False)
 # sha256 over stems_digest + the TSVs + benchmark.json of build_benchmark(episodes=2, seed=11, **TINY), computed
 # with the v1 generator (action2sound.data.benchmark at commit 45a14e1, before the package moved). The stems' last
 # bits follow the CPU's floating-point kernels (numpy's SIMD dispatch), so the digest is one per CPU family, each
-# computed with that generator on such a CPU: the first when the layout was added (commit 3e76770), the second on an AMD EPYC
-# (session 15, where the v1 generator and today's centred layout gave the same digest).
+# computed with that generator on such a CPU: the first when the layout was added (commit 3e76770), the second on
+# an AMD EPYC (session 15, where the v1 generator and today's centred layout gave the same digest).
 V1_DIGESTS = {"b9b488a81117447a3707bf80cf37d9974f07a3ecc6114177fb5bef81ad6a276b",
               "e75a435fe38e3701be32c81fa1140a0c50d1a82eb16bf339bad05d8a88507f24"}
 
