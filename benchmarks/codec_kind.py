@@ -27,7 +27,7 @@ from action2sound.evaluation import benchmark_metrics as bm
 from action2sound.evaluation.clips import load_eval_clips
 from action2sound.evaluation.measure import fit_kind_classifier
 from action2sound.media import resample
-from action2sound.mel import fit_wave, wave_to_mel
+from action2sound.mel import wave_to_mel
 from action2sound.models.vae import encode_mel, latents_to_mels
 from action2sound.pipeline import load_pipeline, mels_to_waves
 from action2sound.weights import default_model_dir, load_component
@@ -38,14 +38,12 @@ STEMS = ("mix", "action")
 def codec_kind(pipe, vae, clips, kinds) -> dict[str, tuple[int, int, float]]:
     """-> {stem: (contacts named right, contacts, mean mel L1)} through `vae` (None: the mel as it is)."""
     p = pipe.preset
-    result = {}
-    for stem in STEMS:
-        hits = total = 0
-        l1 = []
-        for clip in clips:
-            gt = load_clip_groundtruth(clip.groundtruth)
-            wave = resample(getattr(gt, stem), gt.sample_rate, p.audio.sample_rate)
-            mel = torch.from_numpy(wave_to_mel(fit_wave(wave, p.audio), p.audio))[None]
+    hits, total, l1 = dict.fromkeys(STEMS, 0), dict.fromkeys(STEMS, 0), {s: [] for s in STEMS}
+    for clip in clips:
+        gt = load_clip_groundtruth(clip.groundtruth)
+        for stem in STEMS:
+            mel = torch.from_numpy(wave_to_mel(resample(getattr(gt, stem), gt.sample_rate, p.audio.sample_rate),
+                                               p.audio))[None]  # fitted to one window, padded
             real = mel[..., : p.audio.num_frames]
             with torch.no_grad():
                 if vae is None:
@@ -54,12 +52,11 @@ def codec_kind(pipe, vae, clips, kinds) -> dict[str, tuple[int, int, float]]:
                     mean, _ = encode_mel(vae, mel)
                     rec = latents_to_mels(vae, mean * vae.config.scaling_factor, p)
                 out = mels_to_waves(pipe.vocoder, rec, p)[0]
-            l1.append(float((rec - real).abs().mean()))
+            l1[stem].append(float((rec - real).abs().mean()))
             h, n = bm.kind_accuracy(kinds, resample(out, p.audio.sample_rate, gt.sample_rate), gt.sample_rate,
                                     gt.events)
-            hits, total = hits + h, total + n
-        result[stem] = (hits, total, float(np.mean(l1)))
-    return result
+            hits[stem], total[stem] = hits[stem] + h, total[stem] + n
+    return {s: (hits[s], total[s], float(np.mean(l1[s]))) for s in STEMS}
 
 
 def main() -> None:
@@ -79,11 +76,11 @@ def main() -> None:
     if kinds is None:
         raise SystemExit(f"{args.bench}: its train clips have fewer than 2 event kinds; no classifier to fit")
     pipe = load_pipeline(args.model, device="cpu")
+    named = {"shipped": pipe.vae, "none": None}
     for name in args.vae:
         try:
-            vae = {"shipped": pipe.vae, "none": None}[name] if name in ("shipped", "none") \
-                else load_component(name, "vae")[0]
-        except (Action2SoundError, OSError, KeyError, ValueError) as err:
+            vae = named[name] if name in named else load_component(name, "vae")[0]
+        except (Action2SoundError, OSError, ValueError) as err:
             raise SystemExit(f"--vae {name}: {err}; pass a `train vae` weights file, `shipped` or `none`") from err
         res = codec_kind(pipe, vae, clips, kinds)
         print(f"{name}: " + "; ".join(f"{s} kind {h}/{n} = {h / max(n, 1):.3f}, mel L1 {l1:.4f}"
